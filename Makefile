@@ -1,0 +1,104 @@
+# Fruits! image lakehouse. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ENV ?= local
+LAKEHOUSE ?= ./lakehouse
+SOURCE ?=
+DEMO_DIR ?= ./demo-images
+SPARK_ARGS ?=
+JOB_ARGS ?=
+N ?= 20000
+
+STAMP := $(VENV)/.installed
+JARS := .ivy/jars/.fetched
+
+# The spark-submit line of every job: the profile's options (master, memory, Delta jars,
+# settings) come from `python -m common.spark --submit-args`, so conf/$(ENV).yaml is the
+# one place they are defined. SPARK_ARGS come last and win (e.g. --master spark://...).
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+PROFILE_ARGS = mapfile -t PROFILE < <($(PY) -m common.spark --submit-args --env $(ENV) --lakehouse "$(LAKEHOUSE)") || exit 2;
+SUBMIT = $(PROFILE_ARGS) $(VENV)/bin/spark-submit "$${PROFILE[@]}" $(SPARK_ARGS)
+export SPARK_LOCAL_IP ?= 127.0.0.1
+COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
+
+.PHONY: help setup run pipeline bronze silver gold pca sql sql-shell demo test test-quick \
+        test-long bench history clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+setup: $(STAMP) $(JARS) ## create .venv, install, fetch the Delta jars (once; quiet when done)
+	@true
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+$(JARS): $(STAMP)
+	@$(PY) -m common.spark --fetch-jars
+	@touch $@
+
+run: setup ## the whole pipeline on SOURCE (default: a generated demo image set)
+	@if [ -z "$(SOURCE)" ]; then $(PY) -m common.demo --out $(DEMO_DIR); fi
+	@$(MAKE) --no-print-directory pipeline SOURCE="$(if $(SOURCE),$(SOURCE),$(DEMO_DIR))"
+
+pipeline: setup ## bronze, silver, gold, pca in order, then a summary
+	@test -n "$(SOURCE)" || { echo "error: give SOURCE=DIR (the image root)"; exit 2; }
+	@$(MAKE) --no-print-directory bronze silver gold pca
+	@$(MAKE) --no-print-directory summary
+
+bronze: setup ## ingest SOURCE into bronze.images
+	$(SUBMIT) bronze/job.py --source "$(SOURCE)" $(COMMON)
+
+silver: setup ## labels + 224x224 RGB images into silver.images / silver.rejects
+	$(SUBMIT) silver/job.py $(COMMON)
+
+gold: setup ## MobileNetV2 features into gold.image_features + Parquet export
+	$(SUBMIT) gold/job.py $(COMMON)
+
+pca: setup ## PCA of the gold features into gold.image_features_pca + report
+	$(SUBMIT) gold/pca_job.py $(COMMON)
+
+summary: setup
+	@$(SUBMIT) common/sql.py --summary $(COMMON)
+
+sql: setup ## run one query in a new process: make sql Q="SELECT ..."
+	@test -n "$(Q)" || { echo 'error: give Q="SELECT ..."'; exit 2; }
+	@$(SUBMIT) common/sql.py $(COMMON) -- "$(Q)"
+
+sql-shell: setup ## interactive spark-sql shell with the lakehouse tables registered
+	@$(PY) -m common.sql --write-init $(COMMON) > /dev/null
+	$(PROFILE_ARGS) $(VENV)/bin/spark-sql "$${PROFILE[@]}" \
+	  --conf spark.sql.catalogImplementation=hive \
+	  --conf spark.hadoop.javax.jdo.option.ConnectionURL='jdbc:derby:memory:metastore;create=true' \
+	  -i $(LAKEHOUSE)/_catalog/register.sql
+
+demo: setup ## (re)generate the demo image set in DEMO_DIR
+	$(PY) -m common.demo --out $(DEMO_DIR)
+
+test: setup ## the test suite (all but the long-marked tests)
+	$(PY) -m pytest -m "not long" $(PYTEST_ARGS)
+
+test-quick: setup ## the fast tests only (seconds to a few minutes)
+	$(PY) -m pytest -m "not slow and not long" $(PYTEST_ARGS)
+
+test-long: setup ## the long tests: kills, concurrency, cluster
+	$(PY) -m pytest -m long $(PYTEST_ARGS)
+
+bench: setup ## benchmark on N images (SOURCE= to use your own)
+	$(PY) -m tests.benchmarks.bench --n $(N) $(if $(SOURCE),--source "$(SOURCE)") --env $(ENV)
+
+history: setup ## Spark History Server on the lakehouse's event logs
+	@mkdir -p $(LAKEHOUSE)/_spark_events
+	SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$(abspath $(LAKEHOUSE))/_spark_events -Dspark.history.ui.port=18080" \
+	  $(VENV)/bin/spark-class org.apache.spark.deploy.history.HistoryServer
+
+clean: ## remove the local lakehouse and demo images (not .venv)
+	rm -rf $(LAKEHOUSE) $(DEMO_DIR)

@@ -1,0 +1,1 @@
+"""Bronze: raw image files (binary) ingested incrementally into ``bronze.images``."""

@@ -1,0 +1,168 @@
+"""Bronze job: ingest new and changed image files into ``bronze.images``.
+
+    spark-submit $(python -m common.spark --submit-args --env local) \\
+        bronze/job.py --source DIR --lakehouse DIR [--sync-deletes] [--env local]
+
+(``make bronze SOURCE=DIR`` runs exactly this.) Every file under ``--source`` whose name
+ends with one of ``bronze.extensions`` (any letter case) is one row, keyed by path:
+
+- new or changed files (path, modification time or length differ from bronze) are
+  read and upserted with their sha256; unchanged files are not read at all;
+- files over ``bronze.max_file_bytes`` are recorded with status ``too_large`` and no
+  content; files that cannot be read get status ``unreadable``;
+- files deleted from the source stay unless ``--sync-deletes`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from bronze.storage import delete_paths, list_source, read_files, upsert_files
+from bronze.transform import (
+    STATUS_TOO_LARGE,
+    STATUS_UNREADABLE,
+    in_table_order,
+    missing_from_source,
+    new_or_changed,
+    to_bronze_rows,
+    to_unread_rows,
+    with_image_extension,
+)
+from common.config import Config, ConfigError, is_remote, local_path
+from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.runlog import Run
+from common.spark import ensure_table, path_exists
+from common.tables import BRONZE_IMAGES
+
+log = logging.getLogger("bronze")
+
+
+def check_source(config: Config) -> Config:
+    """Fail fast, before Spark starts, on a source that is missing, unreadable or empty."""
+    if not config.source:
+        raise ConfigError("no image source: give --source DIR (make: SOURCE=DIR)")
+    if is_remote(config.source):
+        return config  # checked through Hadoop's FileSystem once Spark is up
+    root = local_path(config.source)
+    if not root.exists():
+        raise ConfigError(f"source folder {root} does not exist")
+    if not root.is_dir():
+        raise ConfigError(f"source {root} is not a folder")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise ConfigError(f"source folder {root} cannot be read (permissions)")
+    if not any(files for _, _, files in os.walk(root)):
+        raise ConfigError(f"source folder {root} contains no files")
+    return config
+
+
+def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool) -> None:
+    """Bring ``bronze.images`` up to date with the source folder (see module docstring)."""
+    if is_remote(config.source) and not path_exists(spark, config.source):
+        raise ConfigError(f"source {config.source} does not exist")
+    location = ensure_table(spark, BRONZE_IMAGES, config.lakehouse)
+    now = datetime.now(timezone.utc)
+    listing = (
+        list_source(spark, config.source)
+        .transform(with_image_extension(config.bronze.extensions))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    run.rows_in = listing.count()
+    current = spark.read.format("delta").load(location)
+    # Checkpointed: the upserts below change bronze, which would invalidate a cache.
+    work = listing.transform(new_or_changed(current)).localCheckpoint(eager=True)
+    too_large = work.where(F.col("length") > config.bronze.max_file_bytes)
+    run.rows_rejected = too_large.count()
+    log.info(
+        "source %s: %d image files, %d new or changed (%d over %d bytes)",
+        config.source,
+        run.rows_in,
+        work.count(),
+        run.rows_rejected,
+        config.bronze.max_file_bytes,
+    )
+    if run.rows_rejected:
+        upsert_files(
+            spark, location, too_large.transform(to_unread_rows(STATUS_TOO_LARGE, run.run_id, now))
+        )
+    to_read = work.where(F.col("length") <= config.bronze.max_file_bytes)
+    # Only the paths of new or changed files come to the driver, never their contents.
+    paths = [row.path for row in to_read.select("path").orderBy("path").toLocalIterator()]
+    chunk_size = config.bronze.read_chunk_files
+    for start in range(0, len(paths), chunk_size):
+        chunk = paths[start : start + chunk_size]
+        written, unreadable = _ingest_chunk(spark, location, chunk, to_read, run.run_id, now)
+        run.rows_out += written
+        run.rows_rejected += unreadable
+        log.info("ingested %d/%d new or changed files", start + len(chunk), len(paths))
+    if sync_deletes:
+        fresh = spark.read.format("delta").load(location)
+        gone = fresh.transform(missing_from_source(listing)).persist()
+        run.rows_deleted = gone.count()
+        if run.rows_deleted:
+            delete_paths(spark, location, gone)
+            log.info("removed %d rows whose files left the source", run.rows_deleted)
+        gone.unpersist()
+    run.details["source"] = config.source
+    listing.unpersist()
+
+
+def _ingest_chunk(
+    spark: SparkSession,
+    location: str,
+    chunk: list[str],
+    to_read: DataFrame,
+    run_id: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """Read and upsert one chunk of files; return (rows read, rows unreadable)."""
+    files = read_files(spark, chunk).persist(StorageLevel.MEMORY_AND_DISK)
+    read = files.count()
+    fault_point("bronze:after_read")
+    wanted = spark.createDataFrame([(p,) for p in chunk], "path string")
+    missing = wanted.join(files.select("path"), "path", "left_anti")
+    # A file listed but not read either vanished (nothing to keep) or cannot be read.
+    lost = [row.path for row in missing.collect()]
+    unreadable = [p for p in lost if path_exists(spark, p)]
+    if len(lost) > len(unreadable):
+        log.warning("%d files vanished between listing and reading", len(lost) - len(unreadable))
+    rows = files.transform(to_bronze_rows(run_id, now))
+    if unreadable:
+        unread = to_read.join(
+            spark.createDataFrame([(p,) for p in unreadable], "path string"), "path"
+        ).transform(to_unread_rows(STATUS_UNREADABLE, run_id, now))
+        rows = rows.unionByName(unread)
+        log.warning("%d files could not be read: %s", len(unreadable), unreadable[:5])
+    fault_point("bronze:before_commit")
+    upsert_files(spark, location, in_table_order(rows))
+    files.unpersist()
+    return read, len(unreadable)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("Ingest new and changed image files into bronze.images.")
+    parser.add_argument("--source", help="image root folder (or s3a:// URI)")
+    parser.add_argument(
+        "--sync-deletes",
+        action="store_true",
+        help="remove rows whose file is no longer in the source",
+    )
+    parsed = parse_or_exit(
+        parser, argv, lambda a: check_source(config_from_args(a, source=a.source))
+    )
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    body = functools.partial(ingest, sync_deletes=args.sync_deletes)
+    return run_job("bronze", config, body, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Bronze table I/O: list the source, read file contents, upsert and delete rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+_GLOB_CHARS = re.compile(r"([\\\[\]*?{}])")
+
+
+def escape_glob(path: str) -> str:
+    """Escape Hadoop glob characters so a file named ``q[1]?.jpg`` loads as itself."""
+    return _GLOB_CHARS.sub(r"\\\1", path)
+
+
+def list_source(spark: SparkSession, source: str) -> DataFrame:
+    """Every file under ``source`` (recursively): path, modificationTime, length.
+
+    Only metadata is read: Spark's binaryFile source reads ``content`` only when a query
+    asks for it. Like every Spark file source, it treats names starting with ``.`` or
+    ``_`` as hidden and skips them.
+    """
+    return (
+        spark.read.format("binaryFile")
+        .option("recursiveFileLookup", "true")
+        .load(source)
+        .select("path", "modificationTime", "length")
+    )
+
+
+def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
+    """binaryFile rows (path, modificationTime, length, content) of exactly ``paths``.
+
+    Files that vanish or cannot be read between listing and reading are skipped here
+    (``ignoreMissingFiles``/``ignoreCorruptFiles``); the caller finds them by path.
+    """
+    return (
+        spark.read.format("binaryFile")
+        .option("ignoreMissingFiles", "true")
+        .option("ignoreCorruptFiles", "true")
+        .load([escape_glob(p) for p in paths])
+        .select("path", "modificationTime", "length", "content")
+    )
+
+
+def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:
+    """Insert new paths, replace rows whose file changed; one atomic Delta commit."""
+    target = DeltaTable.forPath(spark, location).alias("t")
+    changed = (
+        (F.col("t.modification_time") != F.col("s.modification_time"))
+        | (F.col("t.length") != F.col("s.length"))
+        | ~F.col("t.content_hash").eqNullSafe(F.col("s.content_hash"))
+        | (F.col("t.status") != F.col("s.status"))
+    )
+    (
+        target.merge(rows.alias("s"), F.col("t.path") == F.col("s.path"))
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def delete_paths(spark: SparkSession, location: str, paths: DataFrame) -> None:
+    """Delete the rows whose path is in ``paths`` (a one-column DataFrame); one commit."""
+    target = DeltaTable.forPath(spark, location).alias("t")
+    (
+        target.merge(paths.alias("s"), F.col("t.path") == F.col("s.path"))
+        .whenMatchedDelete()
+        .execute()
+    )

@@ -1,0 +1,99 @@
+"""Pure DataFrame steps of bronze: no reads, writes or environment access."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from common.tables import BRONZE_IMAGES
+
+STATUS_OK = "ok"
+STATUS_TOO_LARGE = "too_large"
+STATUS_UNREADABLE = "unreadable"
+
+
+def with_image_extension(extensions: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
+    """Keep rows whose ``path`` ends with one of ``extensions``, in any letter case."""
+    endings = [f".{e.lower().lstrip('.')}" for e in extensions]
+
+    def step(listing: DataFrame) -> DataFrame:
+        lowered = F.lower(F.col("path"))
+        condition: Column = F.lit(False)
+        for ending in endings:
+            condition = condition | lowered.endswith(ending)
+        return listing.where(condition)
+
+    return step
+
+
+def new_or_changed(current: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Listing rows (path, modificationTime, length) whose file is not in ``current`` as is.
+
+    A file is unchanged when bronze holds its path with the same modification time and
+    length; anything else (new path, rewritten in place) is work.
+    """
+    known = current.select(
+        "path",
+        F.col("modification_time").alias("modificationTime"),
+        "length",
+    )
+
+    def step(listing: DataFrame) -> DataFrame:
+        return listing.join(known, ["path", "modificationTime", "length"], "left_anti")
+
+    return step
+
+
+def missing_from_source(listing: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Bronze rows (``current``) whose path the source listing no longer has."""
+
+    def step(current: DataFrame) -> DataFrame:
+        return current.select("path").join(listing.select("path"), "path", "left_anti")
+
+    return step
+
+
+def to_bronze_rows(run_id: str, ingested_at: datetime) -> Callable[[DataFrame], DataFrame]:
+    """binaryFile rows (path, modificationTime, length, content) -> ``bronze.images`` rows."""
+
+    def step(files: DataFrame) -> DataFrame:
+        return files.select(
+            "path",
+            F.col("modificationTime").alias("modification_time"),
+            "length",
+            "content",
+            F.sha2("content", 256).alias("content_hash"),
+            F.lit(STATUS_OK).alias("status"),
+            F.lit(run_id).alias("run_id"),
+            F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
+        )
+
+    return step
+
+
+def to_unread_rows(
+    status: str, run_id: str, ingested_at: datetime
+) -> Callable[[DataFrame], DataFrame]:
+    """Listing rows of files that were not read -> bronze rows with no content and ``status``."""
+
+    def step(listing: DataFrame) -> DataFrame:
+        return listing.select(
+            "path",
+            F.col("modificationTime").alias("modification_time"),
+            "length",
+            F.lit(None).cast("binary").alias("content"),
+            F.lit(None).cast("string").alias("content_hash"),
+            F.lit(status).alias("status"),
+            F.lit(run_id).alias("run_id"),
+            F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
+        )
+
+    return step
+
+
+def in_table_order(frame: DataFrame) -> DataFrame:
+    """Columns in ``bronze.images`` order."""
+    return frame.select(*BRONZE_IMAGES.schema.fieldNames())

@@ -1,0 +1,1 @@
+"""What the layers share: configuration, the SparkSession builder, tables, images, run log."""

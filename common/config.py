@@ -1,0 +1,298 @@
+"""Typed, frozen configuration loaded from ``conf/<env>.yaml``.
+
+Every profile has the same keys; a missing or unknown key, a value of the wrong type or
+an impossible value is a :class:`ConfigError` that names the key and the file, raised
+before any Spark session or table is touched.
+
+Precedence, lowest first: the profile file, ``--set section.key=value`` overrides, then the
+named CLI flags (``--source``, ``--lakehouse``, ...) that the jobs expose.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str
+    driver_memory: str
+    executor_memory: str
+    shuffle_partitions: int
+    snapshot_partitions: int
+    event_log_dir: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BronzeSettings:
+    extensions: tuple[str, ...]
+    max_file_bytes: int
+    read_chunk_files: int
+
+
+@dataclass(frozen=True)
+class SilverSettings:
+    max_pixels: int
+    min_side: int
+    arrow_batch_size: int
+
+
+@dataclass(frozen=True)
+class GoldSettings:
+    weights: str
+    engine: str
+    batch_size: int
+    arrow_batch_size: int
+    inference_threads: int
+    partitions: int
+    export_path: str
+
+
+@dataclass(frozen=True)
+class PcaSettings:
+    variance: float
+    k: int
+    min_rows: int
+    plot_sample: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole profile. ``lakehouse`` is the one root every other path derives from."""
+
+    env: str
+    lakehouse: str
+    source: str
+    spark: SparkSettings
+    bronze: BronzeSettings
+    silver: SilverSettings
+    gold: GoldSettings
+    pca: PcaSettings
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def export_path(self) -> str:
+        return self.gold.export_path or join_path(self.lakehouse, "exports", "image_features")
+
+    @property
+    def event_log_dir(self) -> str:
+        return self.spark.event_log_dir or join_path(self.lakehouse, "_spark_events")
+
+
+ENGINES = ("onnx", "tensorflow")
+
+
+def join_path(root: str, *parts: str) -> str:
+    """Join path parts onto a local path or a URI (``s3a://bucket/x``) alike."""
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def is_remote(path: str) -> bool:
+    """True for URIs such as ``s3a://``; ``file:`` and plain paths are local."""
+    return "://" in path and not path.startswith("file:")
+
+
+def local_path(path: str) -> Path:
+    """A local filesystem path from a plain path or a ``file:`` URI."""
+    if path.startswith("file://"):
+        return Path(path[len("file://") :])
+    if path.startswith("file:"):
+        return Path(path[len("file:") :])
+    return Path(path)
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+
+
+def load_config(
+    env: str = "local",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    conf_dir: Path = CONF_DIR,
+) -> Config:
+    """Load profile ``env`` and apply ``overrides`` (``{"gold.batch_size": 32, ...}``).
+
+    Local relative paths (lakehouse, source, export) are made absolute against the
+    current directory, so every process of a run agrees on them.
+    """
+    file = conf_dir / f"{env}.yaml"
+    if not file.is_file():
+        names = ", ".join(p.stem for p in sorted(conf_dir.glob("*.yaml"))) or "none"
+        raise ConfigError(f"unknown profile {env!r}: no file {file} (profiles: {names})")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file} must hold a mapping of settings, not {type(raw).__name__}")
+    raw = dict(raw)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value, file)
+    config = _build(Config, {"env": env, **raw}, str(file), prefix="")
+    return _absolutize(_validate(config, str(file)))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"gold.batch_size=32"`` -> ``("gold.batch_size", 32)`` (value read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    return key.strip(), yaml.safe_load(value) if value.strip() else ""
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, file: Path) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            raise ConfigError(f"unknown setting {dotted!r} (not a section in {file})")
+        node[part] = child = dict(child)
+        node = child
+    if parts[-1] not in node and not (len(parts) > 1 and parts[-2] == "extra"):
+        raise ConfigError(f"unknown setting {dotted!r} (no such key in {file})")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: {prefix.rstrip('.') or 'top level'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(f"{file}: unknown setting(s) {', '.join(prefix + u for u in unknown)}")
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise ConfigError(f"{file}: missing setting(s) {', '.join(prefix + m for m in missing)}")
+    values = {n: _coerce(hints[n], raw[n], file, prefix + n) for n in names}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, file: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, file, key + ".")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{file}: {key} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if origin in (collections.abc.Mapping, dict):
+        if value is None:
+            return types.MappingProxyType({})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {key} must be a mapping, got {value!r}")
+        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{file}: {key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{file}: {key} must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{file}: {key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{file}: {key} must be text, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{file}: {key}: unsupported type {hint!r}")  # pragma: no cover
+
+
+def _validate(config: Config, file: str) -> Config:
+    def positive(key: str, value: int) -> None:
+        if value <= 0:
+            raise ConfigError(f"{file}: {key} must be greater than 0, got {value}")
+
+    if not config.lakehouse:
+        raise ConfigError(f"{file}: lakehouse must name a folder or URI")
+    if not config.bronze.extensions:
+        raise ConfigError(f"{file}: bronze.extensions must list at least one file ending")
+    for key, value in [
+        ("spark.shuffle_partitions", config.spark.shuffle_partitions),
+        ("spark.snapshot_partitions", config.spark.snapshot_partitions),
+        ("bronze.max_file_bytes", config.bronze.max_file_bytes),
+        ("bronze.read_chunk_files", config.bronze.read_chunk_files),
+        ("silver.max_pixels", config.silver.max_pixels),
+        ("silver.min_side", config.silver.min_side),
+        ("silver.arrow_batch_size", config.silver.arrow_batch_size),
+        ("gold.batch_size", config.gold.batch_size),
+        ("gold.arrow_batch_size", config.gold.arrow_batch_size),
+        ("gold.partitions", config.gold.partitions),
+        ("pca.min_rows", config.pca.min_rows),
+        ("pca.plot_sample", config.pca.plot_sample),
+    ]:
+        positive(key, value)
+    if config.gold.inference_threads < 0:
+        raise ConfigError(f"{file}: gold.inference_threads must be 0 (auto) or more")
+    if config.gold.engine not in ENGINES:
+        raise ConfigError(
+            f"{file}: gold.engine must be one of {', '.join(ENGINES)}, got {config.gold.engine!r}"
+        )
+    if not config.gold.weights:
+        raise ConfigError(f"{file}: gold.weights must be imagenet, random or a file path")
+    if not 0.0 < config.pca.variance <= 1.0:
+        raise ConfigError(f"{file}: pca.variance must be in (0, 1], got {config.pca.variance}")
+    if config.pca.k < 0:
+        raise ConfigError(f"{file}: pca.k must be 0 (choose by variance) or more")
+    return config
+
+
+def _absolutize(config: Config) -> Config:
+    def absolute(path: str) -> str:
+        if not path or is_remote(path):
+            return path
+        return str(local_path(os.path.expanduser(path)).resolve())
+
+    gold = dataclasses.replace(config.gold, export_path=absolute(config.gold.export_path))
+    spark = dataclasses.replace(config.spark, event_log_dir=absolute(config.spark.event_log_dir))
+    return config.replace(
+        lakehouse=absolute(config.lakehouse),
+        source=absolute(config.source),
+        gold=gold,
+        spark=spark,
+    )
+
+
+def with_cli_values(config: Config, **values: str | None) -> Config:
+    """Apply the named CLI flags that were given (None = not given); paths made absolute."""
+    changes: dict[str, Any] = {}
+    gold_changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key in ("lakehouse", "source"):
+            changes[key] = value
+        elif key in ("weights", "engine"):
+            gold_changes[key] = value
+        elif key == "export":
+            gold_changes["export_path"] = value
+        else:  # pragma: no cover - programming error
+            raise KeyError(key)
+    if gold_changes:
+        changes["gold"] = dataclasses.replace(config.gold, **gold_changes)
+    return _absolutize(_validate(config.replace(**changes), "command line"))

@@ -1,0 +1,85 @@
+"""Exactly-once bookkeeping shared by silver, gold and PCA.
+
+Each downstream table carries the ``(path, content_hash)`` of the upstream row it was
+made from, so the tables themselves are the only progress record (no checkpoint files
+that could disagree with them). A run
+
+1. pins the upstream table at its current version,
+2. deletes target rows whose key is no longer upstream (file deleted, changed in place,
+   moved between silver.images and silver.rejects),
+3. computes the upstream rows whose key is in no target yet, once, and appends them.
+
+Killed anywhere, the next run sees exactly what was committed and does the rest: no
+duplicates (step 3 skips keys already present) and no losses (nothing is marked done
+except by the commit of the row itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import reduce
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+KEYS = ("path", "content_hash")
+
+
+def _same_key(left: DataFrame, right: DataFrame) -> Column:
+    # content_hash is null for files bronze could not read: null-safe equality.
+    return (left["path"] == right["path"]) & left["content_hash"].eqNullSafe(
+        right["content_hash"]
+    )
+
+
+def keys_of(*frames: DataFrame) -> DataFrame:
+    """The distinct ``(path, content_hash)`` keys of several tables."""
+    keyed = [frame.select(*KEYS) for frame in frames]
+    return reduce(DataFrame.unionByName, keyed).distinct()
+
+
+def not_in(done: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Rows of the upstream frame whose key is not among ``done``'s keys."""
+
+    def step(upstream: DataFrame) -> DataFrame:
+        return upstream.join(done, _same_key(upstream, done), "left_anti")
+
+    return step
+
+
+def read_pinned(spark: SparkSession, location: str) -> tuple[DataFrame, int]:
+    """The Delta table at ``location`` as of its latest version, and that version."""
+    version = DeltaTable.forPath(spark, location).history(1).first()["version"]
+    frame = spark.read.format("delta").option("versionAsOf", version).load(location)
+    return frame, int(version)
+
+
+def delete_stale(spark: SparkSession, location: str, upstream: DataFrame) -> int:
+    """Delete rows of the table at ``location`` whose key is not in ``upstream``.
+
+    Returns how many were deleted; commits nothing when there are none.
+    """
+    target = spark.read.format("delta").load(location)
+    stale = keys_of(target).transform(not_in(keys_of(upstream))).persist()
+    count = stale.count()
+    if count:
+        table = DeltaTable.forPath(spark, location).alias("t")
+        (
+            table.merge(stale.alias("s"), _merge_key())
+            .whenMatchedDelete()
+            .execute()
+        )
+    stale.unpersist()
+    return count
+
+
+def _merge_key() -> Column:
+    return (F.col("t.path") == F.col("s.path")) & F.col("t.content_hash").eqNullSafe(
+        F.col("s.content_hash")
+    )
+
+
+def append_rows(location: str, rows: DataFrame) -> None:
+    """Append ``rows`` to the Delta table at ``location`` in one commit."""
+    rows.write.format("delta").mode("append").save(location)

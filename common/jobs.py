@@ -1,0 +1,196 @@
+"""What every layer job's ``main()`` shares: arguments, the job lock, the run log, exit codes.
+
+Exit codes: 0 success; 1 the run failed (recorded in ``ops.runs``); 2 bad configuration
+or arguments (nothing touched); 3 another run of the same job holds the lock; 4 the
+lakehouse holds a table this product must not touch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from common.config import (
+    Config,
+    ConfigError,
+    is_remote,
+    join_path,
+    load_config,
+    local_path,
+    parse_override,
+    with_cli_values,
+)
+from common.log import setup_logging
+from common.runlog import Run, new_run_id, write_run
+from common.spark import LakehouseError, build_session
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_LAKEHOUSE = 0, 1, 2, 3, 4
+
+# Test-only fault injection: FRUITS_FAULT=<point> kills the whole process group
+# (driver JVM, Python driver, Python workers) when the run reaches <point>.
+FAULT_ENV = "FRUITS_FAULT"
+
+
+class JobBusyError(RuntimeError):
+    """Another run of the same job holds the lakehouse's lock for it."""
+
+
+def fault_point(name: str) -> None:
+    """Kill the process group here if a test asked for it (``FRUITS_FAULT=name``)."""
+    if os.environ.get(FAULT_ENV) == name:
+        log.warning("fault injection: killing the process group at %s", name)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--env", default="local", help="profile in conf/ (default: local)")
+    parser.add_argument("--lakehouse", help="lakehouse root (folder or s3a:// URI)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one profile setting, e.g. --set gold.batch_size=32 (repeatable)",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, **cli_values: str | None) -> Config:
+    overrides = dict(parse_override(text) for text in args.overrides)
+    config = load_config(args.env, overrides)
+    return with_cli_values(config, lakehouse=args.lakehouse, **cli_values)
+
+
+@contextlib.contextmanager
+def job_lock(config: Config, job: str) -> Iterator[None]:
+    """Hold ``<lakehouse>/_locks/<job>.lock`` for the run (local lakehouses).
+
+    ``flock`` is released by the kernel when the process dies, even by SIGKILL, so a
+    killed run never leaves a stale lock. On object stores (s3a://) there is no lock:
+    Delta's optimistic concurrency rejects the conflicting commit instead.
+    """
+    if is_remote(config.lakehouse):
+        yield
+        return
+    lock_dir = local_path(join_path(config.lakehouse, "_locks"))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(lock_dir, f"{job}.lock")
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise JobBusyError(
+                f"another {job} run is in progress on {config.lakehouse} ({holder}); "
+                "it was not started twice. Wait for it to finish, then run again: "
+                "the next run picks up whatever is left."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def explain_failure(exc: BaseException, config: Config) -> str:
+    """A user-facing reason for a failed run, naming the setting to change."""
+    text = f"{type(exc).__name__}: {exc}"
+    if "OutOfMemoryError" in text or isinstance(exc, MemoryError) or "MemoryError" in text:
+        return (
+            "out of memory. Lower gold.arrow_batch_size / silver.arrow_batch_size "
+            "(rows per Arrow batch) or raise spark.driver_memory / spark.executor_memory "
+            f"in conf/{config.env}.yaml (or --set). Cause: {_short(text)}"
+        )
+    if "No space left on device" in text or "ENOSPC" in text:
+        return (
+            f"out of disk space. Free space under {config.lakehouse} and Spark's scratch "
+            f"folder (spark.local.dir, default /tmp), or point --lakehouse at a larger disk. "
+            f"Cause: {_short(text)}"
+        )
+    if "ConcurrentAppendException" in text or "ConcurrentDeleteReadException" in text or (
+        "ConcurrentModificationException" in text
+    ):
+        return (
+            "another process changed the same table during this run, so Delta refused this "
+            "run's commit (nothing of it was written). Run the job again: it picks up what "
+            f"is left. Cause: {_short(text)}"
+        )
+    return _short(text, 2000)
+
+
+def _short(text: str, limit: int = 600) -> str:
+    first = " ".join(text.split())
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def run_job(
+    job: str,
+    config: Config,
+    body: Callable[[SparkSession, Config, Run], None],
+    *,
+    log_level: str = "INFO",
+) -> int:
+    """Lock, start Spark, run ``body``, record the run in ``ops.runs``, print a summary."""
+    setup_logging(log_level)
+    run = Run(job=job, run_id=new_run_id(job))
+    try:
+        with job_lock(config, job):
+            spark = build_session(config, f"fruits-{job}")
+            try:
+                log.info("%s run %s on lakehouse %s", job, run.run_id, config.lakehouse)
+                body(spark, config, run)
+                run.finish("succeeded")
+                fault_point(f"{job}:before_runlog")
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            except LakehouseError as exc:
+                run.finish("refused", str(exc))
+                write_run(spark, config, run)
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_LAKEHOUSE
+            except Exception as exc:  # noqa: BLE001 - recorded and reported
+                run.finish("failed", explain_failure(exc, config))
+                log.exception("%s run %s failed", job, run.run_id)
+                write_run(spark, config, run)
+                print(f"error: {job} failed: {run.error}", file=sys.stderr)
+                return EXIT_FAILED
+            write_run(spark, config, run)
+    except JobBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    print(run.summary())
+    return EXIT_OK
+
+
+def parse_or_exit(
+    parser: argparse.ArgumentParser, argv: list[str] | None, build: Callable[..., Config]
+) -> tuple[argparse.Namespace, Config] | int:
+    """Parse ``argv`` and build the config; on a ConfigError print it and return 2."""
+    args = parser.parse_args(argv)
+    try:
+        return args, build(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG

@@ -1,0 +1,284 @@
+"""The one SparkSession builder, the Delta jars, and the catalog registration.
+
+Catalog choice: every session uses Spark's in-memory catalog and registers the Delta
+tables that exist under the lakehouse as external tables (``bronze.images`` ->
+``<lakehouse>/bronze/images``). The Delta log is the only source of truth, so any number
+of processes (a job, a ``make sql`` query, a notebook) can use the lakehouse at once;
+Spark's embedded Derby metastore would admit one process at a time.
+
+Run ``python -m common.spark --fetch-jars`` once (``make setup`` does) to resolve the
+Delta jars from Maven Central through Spark's own resolver into ``.ivy/``; after that no
+job or test needs the network. ``python -m common.spark --submit-args --env local`` prints
+the spark-submit options of a profile (the Makefile uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from common.config import Config, is_remote, load_config, local_path
+from common.tables import ALL_TABLES, TableSpec
+
+log = logging.getLogger(__name__)
+
+DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IVY_DIR = PROJECT_ROOT / ".ivy"
+LOG4J_CONF = PROJECT_ROOT / "conf" / "log4j2.properties"
+
+
+class LakehouseError(RuntimeError):
+    """The lakehouse holds something this product must not touch (foreign or corrupt)."""
+
+
+def delta_jars() -> list[str]:
+    """Jars fetched by ``--fetch-jars`` (empty when not fetched, e.g. on EMR)."""
+    jar_dir = IVY_DIR / "jars"
+    return sorted(str(p) for p in jar_dir.glob("*.jar")) if jar_dir.is_dir() else []
+
+
+def spark_settings(config: Config) -> dict[str, str]:
+    """Spark settings of a profile, shared by spark-submit and the in-process builder."""
+    settings = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.databricks.delta.snapshotPartitions": str(config.spark.snapshot_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Parquet files of every table: zstd is ~25% smaller than snappy on image bytes.
+        "spark.sql.parquet.compression.codec": "zstd",
+        # Keep Python workers alive across tasks so the model is built once per worker.
+        "spark.python.worker.reuse": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.debug.maxToStringFields": "500",
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": config.event_log_dir,
+        "spark.executor.memory": config.spark.executor_memory,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONF}",
+    }
+    settings.update(config.spark.extra)
+    return settings
+
+
+def submit_args(config: Config) -> list[str]:
+    """spark-submit options for a profile (master, memory, Delta jars, settings)."""
+    args = ["--master", config.spark.master, "--driver-memory", config.spark.driver_memory]
+    jars = delta_jars()
+    if jars:
+        args += ["--jars", ",".join(jars)]
+    for key, value in spark_settings(config).items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
+def _under_spark_submit() -> bool:
+    # spark-submit starts the JVM first and hands the Python driver its gateway.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(config: Config, app_name: str) -> SparkSession:
+    """Create (or return the running) Delta-enabled session for ``config``.
+
+    Under spark-submit the master, memory and jars come from its command line (see
+    :func:`submit_args`); in-process (tests, notebooks) they come from the profile.
+    Tables that exist under the lakehouse are registered by name.
+    """
+    if not is_remote(config.event_log_dir):
+        local_path(config.event_log_dir).mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_settings(config).items():
+        builder = builder.config(key, value)
+    if not _under_spark_submit():
+        builder = builder.master(config.spark.master).config(
+            "spark.driver.memory", config.spark.driver_memory
+        )
+        jars = delta_jars()
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+        else:
+            builder = builder.config("spark.jars.packages", DELTA_PACKAGE).config(
+                "spark.jars.ivy", str(IVY_DIR)
+            )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    register_tables(spark, config.lakehouse)
+    return spark
+
+
+def hadoop_fs(spark: SparkSession, path: str):  # noqa: ANN201 - py4j objects
+    """The Hadoop FileSystem and Path for ``path`` (local, s3a, hdfs alike)."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    fs, hpath = hadoop_fs(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    return path_exists(spark, path.rstrip("/") + "/_delta_log")
+
+
+def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:
+    """Register every product table that exists under ``lakehouse``; return their names."""
+    registered = []
+    for spec in ALL_TABLES:
+        location = spec.location(lakehouse)
+        if is_delta_table(spark, location):
+            register_table(spark, spec, location)
+            registered.append(spec.name)
+    return registered
+
+
+def register_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
+    # Database names come from our own constants, never from user input.
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
+    if not spark.catalog.tableExists(spec.name):
+        spark.catalog.createTable(spec.name, path=location, source="delta")
+
+
+def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> str:
+    """Create ``spec``'s Delta table if absent; refuse a foreign or corrupt one.
+
+    Returns the table's location. A folder that holds files but no Delta log, or a
+    Delta table whose columns are not ours, raises :class:`LakehouseError`: the product
+    never overwrites what it did not write.
+    """
+    from delta.tables import DeltaTable
+
+    location = spec.location(lakehouse)
+    if is_delta_table(spark, location):
+        try:
+            existing = spark.read.format("delta").load(location).schema
+        except Exception as exc:  # noqa: BLE001 - any read failure means corrupt
+            raise LakehouseError(
+                f"{location} has a Delta log that cannot be read ({_first_line(exc)}); "
+                f"refusing to touch {spec.name}. Move it aside or repair it."
+            ) from exc
+        want = [(f.name, f.dataType.simpleString()) for f in spec.schema.fields]
+        have = [(f.name, f.dataType.simpleString()) for f in existing.fields]
+        if want != have:
+            raise LakehouseError(
+                f"{location} holds a Delta table that is not {spec.name} "
+                f"(columns {[n for n, _ in have]}, expected {[n for n, _ in want]}); "
+                "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
+            )
+    else:
+        if _has_files(spark, location):
+            raise LakehouseError(
+                f"{location} holds files but no Delta log: it is not a {spec.name} table "
+                "of this lakehouse; refusing to overwrite it."
+            )
+        try:
+            DeltaTable.createIfNotExists(spark).location(location).addColumns(
+                spec.schema
+            ).execute()
+            register_table(spark, spec, location)
+            for name, expression in spec.constraints:
+                # Constraint names and expressions are constants of common.tables.
+                spark.sql(f"ALTER TABLE {spec.name} ADD CONSTRAINT {name} CHECK ({expression})")
+            log.info("created table %s at %s", spec.name, location)
+        except Exception:
+            # Another process created it at the same moment: theirs is as good as ours
+            # once its constraints are in place.
+            if not _has_constraints(spark, spec, location):
+                raise
+    register_table(spark, spec, location)
+    return location
+
+
+def _has_constraints(spark: SparkSession, spec: TableSpec, location: str) -> bool:
+    if not is_delta_table(spark, location):
+        return False
+    from delta.tables import DeltaTable
+
+    properties = DeltaTable.forPath(spark, location).detail().first()["properties"]
+    return all(f"delta.constraints.{name}" in properties for name, _ in spec.constraints)
+
+
+def _has_files(spark: SparkSession, path: str) -> bool:
+    fs, hpath = hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return False
+    return len(fs.listStatus(hpath)) > 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fetch-jars", action="store_true", help="resolve the Delta jars once")
+    parser.add_argument("--submit-args", action="store_true", help="print spark-submit options")
+    parser.add_argument("--env", default="local")
+    parser.add_argument("--lakehouse", default=None)
+    args = parser.parse_args(argv)
+    config = load_config(args.env)
+    if args.lakehouse:
+        from common.config import with_cli_values
+
+        config = with_cli_values(config, lakehouse=args.lakehouse)
+    if args.fetch_jars:
+        if delta_jars():
+            return 0
+        spark = (
+            SparkSession.builder.master("local[1]")
+            .config("spark.jars.packages", DELTA_PACKAGE)
+            .config("spark.jars.ivy", str(IVY_DIR))
+            .getOrCreate()
+        )
+        spark.stop()
+        if not delta_jars():
+            print(f"could not fetch {DELTA_PACKAGE} into {IVY_DIR}", file=sys.stderr)
+            return 1
+        print(f"fetched Delta jars into {IVY_DIR / 'jars'}")
+    if args.submit_args:
+        # One option per line: `mapfile -t ARGS < <(...)` keeps values with spaces whole.
+        print("\n".join(submit_args(config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def read_text(spark: SparkSession, path: str) -> str | None:
+    """A small text file through Hadoop's FileSystem (local or s3a), None if absent."""
+    fs, hpath = hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        reader = spark.sparkContext._jvm.java.io.BufferedReader(
+            spark.sparkContext._jvm.java.io.InputStreamReader(stream, "UTF-8")
+        )
+        lines = []
+        line = reader.readLine()
+        while line is not None:
+            lines.append(line)
+            line = reader.readLine()
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file through Hadoop's FileSystem (overwrites)."""
+    fs, hpath = hadoop_fs(spark, path)
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()

@@ -1,0 +1,169 @@
+"""Gold job: MobileNetV2 features of new silver images, and the Parquet export.
+
+    spark-submit $(python -m common.spark --submit-args --env local) \\
+        gold/job.py --lakehouse DIR [--weights imagenet|random|PATH] [--engine onnx|tensorflow]
+        [--export PATH] [--rebuild] [--env local]
+
+(``make gold`` runs exactly this.) Reads ``silver.images`` at its current version; gold
+rows whose silver row left (deleted, changed, rejected) are deleted; only silver rows
+whose ``(path, content_hash)`` is not in gold yet are featurized, in one pass, and
+appended. The driver loads the weights once and broadcasts them; each executor Python
+worker builds the model once (see :mod:`gold.udf`).
+
+Every gold row records its model identity (name + sha256 of the weights file). A run
+with other weights than the table's refuses to mix them unless ``--rebuild`` is given,
+which recomputes every row with the new weights.
+
+After each run the Parquet export (``path``, ``label``, ``features``) holds exactly the
+current gold rows; it is rewritten only when gold changed since the export was made
+(its ``_gold_version`` file records the gold version it shows).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from common.config import Config, ConfigError, join_path
+from common.incremental import append_rows, delete_stale, keys_of, not_in, read_pinned
+from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.runlog import Run
+from common.spark import ensure_table, is_delta_table, read_text, write_text
+from common.tables import GOLD_FEATURES, SILVER_IMAGES
+from gold.model import build_payload, resolve_weights
+from gold.transform import export_columns, to_gold_rows, with_features
+from gold.udf import UdfMetrics, features_udf
+
+log = logging.getLogger("gold")
+
+EXPORT_MARKER = "_gold_version"
+
+
+def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: bool) -> None:
+    """Bring gold.image_features (and its export) up to date with silver.images."""
+    silver_location = SILVER_IMAGES.location(config.lakehouse)
+    if not is_delta_table(spark, silver_location):
+        raise ConfigError(
+            f"no silver.images under {config.lakehouse}: run the silver job first (make silver)"
+        )
+    # Checked before any table is touched: the weights exist and which they are.
+    _, identity = resolve_weights(config.gold.weights)
+    run.details["model"] = identity
+    run.details["engine"] = config.gold.engine
+    gold_location = ensure_table(spark, GOLD_FEATURES, config.lakehouse)
+    _check_model(spark, gold_location, identity, rebuild, run)
+
+    silver, version = read_pinned(spark, silver_location)
+    run.details["silver_version"] = version
+    run.rows_deleted += delete_stale(spark, gold_location, silver)
+    done = keys_of(spark.read.format("delta").load(gold_location))
+    work = silver.transform(not_in(done))
+    run.rows_in = work.count()
+    log.info("silver version %d: %d images to featurize", version, run.rows_in)
+    if run.rows_in:
+        _featurize(spark, config, run, work, identity, gold_location)
+    run.details["export"] = export_if_stale(spark, config, gold_location)
+
+
+def _check_model(
+    spark: SparkSession, location: str, identity: str, rebuild: bool, run: Run
+) -> None:
+    table = spark.read.format("delta").load(location)
+    others = [r.model for r in table.where(F.col("model") != identity).select("model").distinct()
+              .limit(3).collect()]
+    if not others:
+        return
+    if not rebuild:
+        raise ConfigError(
+            f"gold.image_features holds features of {', '.join(others)}; this run uses "
+            f"{identity}. Features of different weights must not be mixed: give --rebuild "
+            "to recompute every row with the new weights, or use the same weights."
+        )
+    before = table.count()
+    DeltaTable.forPath(spark, location).delete(F.col("model") != identity)
+    run.rows_deleted += before - spark.read.format("delta").load(location).count()
+    log.info("--rebuild: removed rows of %s", ", ".join(others))
+
+
+def _featurize(
+    spark: SparkSession, config: Config, run: Run, work, identity: str, location: str  # noqa: ANN001
+) -> None:
+    started = time.perf_counter()
+    payload = build_payload(config.gold.engine, config.gold.weights)
+    log.info("loaded %s for %s in %.1fs", identity, config.gold.engine,
+             time.perf_counter() - started)
+    broadcast = spark.sparkContext.broadcast(payload)
+    metrics = UdfMetrics.create(spark)
+    threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
+    features = features_udf(
+        broadcast, identity, config.gold.engine, config.gold.batch_size, threads, metrics
+    )
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.gold.arrow_batch_size)
+    partitions = max(1, min(config.gold.partitions, run.rows_in))
+    now = datetime.now(timezone.utc)
+    rows = work.transform(with_features(features, partitions)).transform(
+        to_gold_rows(identity, run.run_id, now)
+    )
+    fault_point("gold:before_write")
+    started = time.perf_counter()
+    append_rows(location, rows)
+    run.model_seconds = round(time.perf_counter() - started, 3)
+    fault_point("gold:after_commit")
+    run.rows_out = run.rows_in
+    run.details.update(
+        engine_builds=metrics.engine_builds.value,
+        model_calls=metrics.model_calls.value,
+        engine_seconds=round(metrics.model_seconds.value, 3),
+        threads_per_worker=threads,
+        batch_size=config.gold.batch_size,
+    )
+    broadcast.unpersist()
+    log.info(
+        "featurized %d images in %.1fs (%.1f images/s); model built %d time(s), %d model calls",
+        run.rows_out, run.model_seconds, run.rows_out / max(run.model_seconds, 1e-9),
+        metrics.engine_builds.value, metrics.model_calls.value,
+    )
+
+
+def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> str:
+    """Rewrite the Parquet export if gold changed since it was made; return its path."""
+    version = str(DeltaTable.forPath(spark, gold_location).history(1).first()["version"])
+    marker = join_path(config.export_path, EXPORT_MARKER)
+    if read_text(spark, marker) == version:
+        return config.export_path
+    gold = spark.read.format("delta").option("versionAsOf", int(version)).load(gold_location)
+    export_columns(gold).write.mode("overwrite").parquet(config.export_path)
+    write_text(spark, marker, version)
+    log.info("exported gold version %s to %s", version, config.export_path)
+    return config.export_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("Featurize new silver images with MobileNetV2 into gold.")
+    parser.add_argument("--weights", help="imagenet (default), random, or a .h5 file path")
+    parser.add_argument("--engine", help="onnx (default) or tensorflow (the reference)")
+    parser.add_argument("--export", help="Parquet export folder (default under the lakehouse)")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="recompute rows made with other weights"
+    )
+    parsed = parse_or_exit(
+        parser,
+        argv,
+        lambda a: config_from_args(a, weights=a.weights, engine=a.engine, export=a.export),
+    )
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    body = functools.partial(featurize_new, rebuild=args.rebuild)
+    return run_job("gold", config, body, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

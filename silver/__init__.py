@@ -1,0 +1,1 @@
+"""Silver: labelled 224x224 RGB images (``silver.images``) and quarantined files (``silver.rejects``)."""

@@ -1,0 +1,95 @@
+"""Silver job: label, validate and resize new bronze images; quarantine the rest.
+
+    spark-submit $(python -m common.spark --submit-args --env local) \\
+        silver/job.py --lakehouse DIR [--env local]
+
+(``make silver`` runs exactly this.) Reads ``bronze.images`` at its current version and
+brings ``silver.images`` and ``silver.rejects`` up to date with it (see
+:mod:`common.incremental`): rows of files deleted or changed upstream leave, and only the
+bronze rows whose ``(path, content_hash)`` is in neither table are decoded, once.
+After every run each bronze path is in exactly one of the two tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timezone
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from common.config import Config, ConfigError
+from common.images import DecodeLimits
+from common.incremental import append_rows, delete_stale, keys_of, not_in, read_pinned
+from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.runlog import Run
+from common.spark import ensure_table, is_delta_table
+from common.tables import BRONZE_IMAGES, SILVER_IMAGES, SILVER_REJECTS
+from silver.transform import (
+    accepted_images,
+    rejected_files,
+    with_decoded_image,
+    with_label_from_path,
+)
+
+log = logging.getLogger("silver")
+
+
+def refine(spark: SparkSession, config: Config, run: Run) -> None:
+    """Bring silver.images / silver.rejects up to date with bronze.images."""
+    bronze_location = BRONZE_IMAGES.location(config.lakehouse)
+    if not is_delta_table(spark, bronze_location):
+        raise ConfigError(
+            f"no bronze.images under {config.lakehouse}: run the bronze job first "
+            "(make bronze SOURCE=DIR)"
+        )
+    images_location = ensure_table(spark, SILVER_IMAGES, config.lakehouse)
+    rejects_location = ensure_table(spark, SILVER_REJECTS, config.lakehouse)
+    bronze, version = read_pinned(spark, bronze_location)
+    run.details["bronze_version"] = version
+
+    run.rows_deleted = delete_stale(spark, images_location, bronze) + delete_stale(
+        spark, rejects_location, bronze
+    )
+    fault_point("silver:after_delete")
+    done = keys_of(
+        spark.read.format("delta").load(images_location),
+        spark.read.format("delta").load(rejects_location),
+    )
+    limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
+    now = datetime.now(timezone.utc)
+    # Decoded once and checkpointed to local disk (150 KB a row) for the two appends.
+    # A checkpoint, not a cache: appending to silver would invalidate a cached plan
+    # that reads silver, and the images would be decoded again.
+    work = (
+        bronze.transform(not_in(done))
+        .transform(with_label_from_path)
+        .transform(with_decoded_image(limits))
+        .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+    )
+    counts = {r["ok"]: r["count"] for r in work.groupBy("decoded.ok").count().collect()}
+    run.rows_out, run.rows_rejected = counts.get(True, 0), counts.get(False, 0)
+    run.rows_in = run.rows_out + run.rows_rejected
+    log.info(
+        "bronze version %d: %d rows to process (%d usable, %d rejected), %d stale rows removed",
+        version, run.rows_in, run.rows_out, run.rows_rejected, run.rows_deleted,
+    )
+    if run.rows_in:
+        fault_point("silver:before_commit")
+        append_rows(images_location, work.transform(accepted_images(run.run_id, now)))
+        fault_point("silver:between_commits")
+        append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("Decode, label and validate new bronze images into silver.")
+    parsed = parse_or_exit(parser, argv, config_from_args)
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    return run_job("silver", config, refine, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
