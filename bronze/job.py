@@ -92,7 +92,18 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
         upsert_files(
             spark, location, too_large.transform(to_unread_rows(STATUS_TOO_LARGE, run.run_id, now))
         )
-    to_read = work.where(F.col("length") <= config.bronze.max_file_bytes)
+    empty = work.where(F.col("length") == 0)
+    empty_count = empty.count()
+    run.rows_out += empty_count
+    if empty_count:  # nothing to read: recorded as is, silver rejects them as "empty"
+        upsert_files(
+            spark, location,
+            in_table_order(empty.withColumn("content", F.lit(bytearray()))
+                           .transform(to_bronze_rows(run.run_id, now))),
+        )
+    to_read = work.where(
+        (F.col("length") > 0) & (F.col("length") <= config.bronze.max_file_bytes)
+    )
     # Only the paths of new or changed files come to the driver, never their contents.
     paths = [row.path for row in to_read.select("path").orderBy("path").toLocalIterator()]
     chunk_size = config.bronze.read_chunk_files

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from urllib.parse import unquote, urlsplit
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from common.spark import hadoop_fs
 
 _GLOB_CHARS = re.compile(r"([\\\[\]*?{}])")
 
@@ -22,14 +26,35 @@ def list_source(spark: SparkSession, source: str) -> DataFrame:
 
     Only metadata is read: Spark's binaryFile source reads ``content`` only when a query
     asks for it. Like every Spark file source, it treats names starting with ``.`` or
-    ``_`` as hidden and skips them.
+    ``_`` as hidden and skips them. Its scan also drops zero-byte files, which the file
+    index still knows: they are added back here (they must reach silver.rejects).
     """
-    return (
+    scan = (
         spark.read.format("binaryFile")
         .option("recursiveFileLookup", "true")
         .load(source)
-        .select("path", "modificationTime", "length")
     )
+    listing = scan.select("path", "modificationTime", "length")
+    indexed = spark.createDataFrame([(uri_to_path(u),) for u in scan.inputFiles()], "path string")
+    unscanned = [row.path for row in indexed.join(listing, "path", "left_anti").collect()]
+    if not unscanned:
+        return listing
+    empty_rows = []
+    for path in unscanned:
+        fs, hpath = hadoop_fs(spark, path)
+        status = fs.getFileStatus(hpath)
+        empty_rows.append(
+            (path, datetime.fromtimestamp(status.getModificationTime() / 1000, timezone.utc),
+             int(status.getLen()))
+        )
+    return listing.unionByName(spark.createDataFrame(empty_rows, listing.schema))
+
+
+def uri_to_path(uri: str) -> str:
+    """``file:///a%20b/c.jpg`` (the file index's form) -> ``file:/a b/c.jpg`` (the path column's)."""
+    parts = urlsplit(uri)
+    authority = f"//{parts.netloc}" if parts.netloc else ""
+    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
 
 
 def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:

@@ -1,0 +1,77 @@
+"""Profiles load into typed frozen config; bad settings fail with a message naming them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.config import CONF_DIR, ConfigError, available_profiles, load_config, parse_override
+
+
+def test_local_profile_loads_with_absolute_paths(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config("local")
+    assert config.lakehouse == str(tmp_path / "lakehouse")
+    assert config.export_path == str(tmp_path / "lakehouse" / "exports" / "image_features")
+    assert config.bronze.extensions == ("jpg", "jpeg", "png")
+    assert config.gold.engine == "onnx"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.gold.batch_size = 3  # type: ignore[misc]
+
+
+def test_every_profile_has_the_same_keys() -> None:
+    def keys(node: object, prefix: str = "") -> set[str]:
+        if not isinstance(node, dict):
+            return {prefix}
+        if prefix.endswith("extra."):
+            return {prefix}
+        return set().union(*(keys(v, f"{prefix}{k}.") for k, v in node.items()))
+
+    shapes = {p: keys(yaml.safe_load((CONF_DIR / f"{p}.yaml").read_text())) for p in
+              available_profiles()}
+    assert "local" in shapes
+    first = shapes["local"]
+    for profile, shape in shapes.items():
+        assert shape == first, f"{profile} differs from local: {shape ^ first}"
+
+
+def test_overrides_are_typed() -> None:
+    config = load_config("local", dict([parse_override("gold.batch_size=32"),
+                                        parse_override("bronze.extensions=[tif]")]))
+    assert config.gold.batch_size == 32
+    assert config.bronze.extensions == ("tif",)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gold.batch_sise": 3}, "unknown setting 'gold.batch_sise'"),
+        ({"gold.batch_size": "many"}, "gold.batch_size must be a whole number"),
+        ({"gold.batch_size": 0}, "gold.batch_size must be greater than 0"),
+        ({"gold.engine": "torch"}, "gold.engine must be one of onnx, tensorflow"),
+        ({"pca.variance": 1.5}, "pca.variance must be in (0, 1]"),
+        ({"nosuch.key": 1}, "unknown setting 'nosuch.key'"),
+    ],
+)
+def test_bad_settings_name_the_key(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("local", overrides)
+    assert message in str(info.value)
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("prod")
+    assert "unknown profile 'prod'" in str(info.value) and "local" in str(info.value)
+
+
+def test_missing_key_in_a_profile_file_is_named(tmp_path: Path) -> None:
+    raw = yaml.safe_load((CONF_DIR / "local.yaml").read_text())
+    del raw["silver"]["min_side"]
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_config("broken", conf_dir=tmp_path)
+    assert "missing setting(s) silver.min_side" in str(info.value)
