@@ -1,0 +1,121 @@
+"""gold/job.py plumbing: increments, deletes, export, weights errors, constraints.
+
+Random weights (``--weights random``) where only the plumbing is under test; feature
+values are tested against the notebook in test_fidelity.py with the real weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gold import model as gold_model
+from gold.model import WeightsError, resolve_weights
+from tests.gold.helpers import bronze_silver, gold, gold_features, last_run
+from tests.imagegen import gradient, jpeg_bytes, write
+
+RANDOM = ["--weights", "random", "--engine", "tensorflow"]
+
+
+def test_incremental_deletes_and_export(spark, lakehouse: Path, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    for i in range(4):
+        write(source / f"Lime {i % 2}/l{i}.jpg", jpeg_bytes(gradient(seed=i)))
+    write(source / "Lime 0/broken.jpg", b"garbage")
+    bronze_silver(source, lakehouse)
+    assert gold(lakehouse, *RANDOM) == 0
+
+    first = gold_features(spark, lakehouse)
+    assert {p: r.label for p, r in first.items()} == {
+        f"file:{source / f'Lime {i % 2}/l{i}.jpg'}": f"Lime {i % 2}" for i in range(4)
+    }
+    run = last_run(spark, lakehouse, "gold")
+    assert run["rows_out"] == 4 and run["details"]["model"] == "mobilenet_v2_1.0_224_avgpool@random-seed-0"
+    # one engine per Python worker, not per batch: at most one per partition here
+    assert 1 <= run["details"]["engine_builds"] <= 2
+
+    assert gold(lakehouse, *RANDOM) == 0  # nothing new
+    assert last_run(spark, lakehouse, "gold")["rows_in"] == 0
+    assert gold_features(spark, lakehouse).keys() == first.keys()
+
+    write(source / "Lime 1/new.jpg", jpeg_bytes(gradient(seed=11)))
+    (source / "Lime 0/l0.jpg").unlink()
+    bronze_silver(source, lakehouse, "--sync-deletes")
+    assert gold(lakehouse, *RANDOM) == 0
+    run = last_run(spark, lakehouse, "gold")
+    assert (run["rows_in"], run["rows_deleted"], run["details"]["model_calls"]) == (1, 1, 1)
+    current = gold_features(spark, lakehouse)
+    assert set(current) == set(first) - {f"file:{source / 'Lime 0/l0.jpg'}"} | {
+        f"file:{source / 'Lime 1/new.jpg'}"}
+    for path in set(current) & set(first):  # untouched rows keep their vectors
+        assert current[path].features == first[path].features
+
+    export = pd.read_parquet(lakehouse / "exports" / "image_features")
+    assert list(export.columns) == ["path", "label", "features"]
+    assert set(export.path) == set(current)
+    for row in export.itertuples():
+        assert row.features.shape == (1280,)
+        np.testing.assert_array_equal(row.features, np.asarray(current[row.path].features,
+                                                                dtype=np.float32))
+
+
+def test_other_weights_are_not_mixed_without_rebuild(
+    spark, lakehouse: Path, tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "src"
+    write(source / "Fig/f.jpg", jpeg_bytes(gradient(seed=1)))
+    bronze_silver(source, lakehouse)
+    assert gold(lakehouse, *RANDOM) == 0
+
+    # a different weights file: refused without --rebuild, replaced with it
+    model = gold_model._feature_model(None)
+    model.save_weights(str(tmp_path / "other.weights.h5"))
+    other = str(tmp_path / "other.weights.h5")
+    assert gold(lakehouse, "--weights", other, "--engine", "tensorflow") == 2
+    assert "--rebuild" in capsys.readouterr().err
+    assert gold(lakehouse, "--weights", other, "--engine", "tensorflow", "--rebuild") == 0
+    _, identity = resolve_weights(other)
+    assert {r.model for r in gold_features(spark, lakehouse).values()} == {identity}
+
+
+def test_missing_weights_stop_gold_before_it_writes(
+    spark, lakehouse: Path, tmp_path: Path, capsys
+) -> None:
+    write(tmp_path / "src/Fig/f.jpg", jpeg_bytes(gradient(seed=1)))
+    bronze_silver(tmp_path / "src", lakehouse)
+    assert gold(lakehouse, "--weights", str(tmp_path / "nope.h5")) == 2
+    err = capsys.readouterr().err
+    assert "nope.h5 does not exist" in err and "KERAS_HOME" in err and "--weights" in err
+    assert not (lakehouse / "gold").exists()
+
+
+def test_imagenet_offline_without_cache_says_how_to_provide_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras"))
+
+    def offline(weights: str | None) -> None:
+        raise OSError("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(gold_model, "_feature_model", offline)
+    with pytest.raises(WeightsError) as info:
+        resolve_weights("imagenet")
+    message = str(info.value)
+    assert "URL fetch failure" in message and "KERAS_HOME" in message and "--weights" in message
+
+
+def test_gold_constraints_reject_a_wrong_vector(spark, lakehouse: Path, tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from common.spark import ensure_table
+    from common.tables import GOLD_FEATURES
+
+    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
+    bad = spark.createDataFrame(
+        [("file:/x/a.jpg", "a", "h", [0.0] * 1279, "m", "r", datetime.now(timezone.utc))],
+        GOLD_FEATURES.schema,
+    )
+    with pytest.raises(Exception, match="features_1280"):
+        bad.write.format("delta").mode("append").save(location)
+    assert spark.read.format("delta").load(location).count() == 0
