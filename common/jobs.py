@@ -39,8 +39,11 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_LAKEHOUSE = 0, 1, 2, 3, 4
 
 # Test-only fault injection: FRUITS_FAULT=<point> kills the whole process group
-# (driver JVM, Python driver, Python workers) when the run reaches <point>.
+# (driver JVM, Python driver, Python workers) when the run reaches <point>. PySpark's
+# worker daemon runs in a process group of its own, so the test names the driver's
+# group in FRUITS_FAULT_PGID; without it the caller's own group is killed.
 FAULT_ENV = "FRUITS_FAULT"
+FAULT_GROUP_ENV = "FRUITS_FAULT_PGID"
 
 
 class JobBusyError(RuntimeError):
@@ -51,7 +54,8 @@ def fault_point(name: str) -> None:
     """Kill the process group here if a test asked for it (``FRUITS_FAULT=name``)."""
     if os.environ.get(FAULT_ENV) == name:
         log.warning("fault injection: killing the process group at %s", name)
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+        group = int(os.environ.get(FAULT_GROUP_ENV) or os.getpgrp())
+        os.killpg(group, signal.SIGKILL)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
