@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.spark import hadoop_fs
+from common.spark import hadoop_fs, path_exists
 
 _GLOB_CHARS = re.compile(r"([\\\[\]*?{}])")
 
@@ -63,13 +64,24 @@ def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     Files that vanish or cannot be read between listing and reading are skipped here
     (``ignoreMissingFiles``/``ignoreCorruptFiles``); the caller finds them by path.
     """
-    return (
+    reader = (
         spark.read.format("binaryFile")
         .option("ignoreMissingFiles", "true")
         .option("ignoreCorruptFiles", "true")
-        .load([escape_glob(p) for p in paths])
-        .select("path", "modificationTime", "length", "content")
     )
+    for _ in range(3):
+        try:
+            frame = reader.load([escape_glob(p) for p in paths])
+            return frame.select("path", "modificationTime", "length", "content")
+        except AnalysisException as exc:
+            if "PATH_NOT_FOUND" not in str(exc):
+                raise
+            # A listed file vanished before Spark indexed it: read the others.
+            paths = [p for p in paths if path_exists(spark, p)]
+            if not paths:
+                break
+    return spark.createDataFrame([], "path string, modificationTime timestamp, "
+                                     "length bigint, content binary")
 
 
 def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:
