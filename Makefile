@@ -27,7 +27,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca sql sql-shell demo test test-quick \
-        test-long bench history clean
+        test-long bench history emr-package clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -99,6 +99,18 @@ history: setup ## Spark History Server on the lakehouse's event logs
 	@mkdir -p $(LAKEHOUSE)/_spark_events
 	SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$(abspath $(LAKEHOUSE))/_spark_events -Dspark.history.ui.port=18080" \
 	  $(VENV)/bin/spark-class org.apache.spark.deploy.history.HistoryServer
+
+emr-package: setup ## build dist/emr: wheel, job scripts, profiles, bootstrap, requirements
+	rm -rf dist/emr && mkdir -p dist/emr/wheel dist/emr/jobs dist/emr/conf
+	$(PY) -m pip wheel -q --no-deps --disable-pip-version-check -w dist/emr/wheel .
+	cp bronze/job.py dist/emr/jobs/bronze_job.py
+	cp silver/job.py dist/emr/jobs/silver_job.py
+	cp gold/job.py dist/emr/jobs/gold_job.py
+	cp gold/pca_job.py dist/emr/jobs/pca_job.py
+	cp conf/*.yaml dist/emr/conf/
+	cp conf/emr/bootstrap.sh conf/emr/configurations.json conf/emr/steps.json dist/emr/
+	$(PY) conf/emr/requirements.py > dist/emr/requirements-emr.txt
+	@echo "upload: aws s3 cp --recursive dist/emr s3://BUCKET/artifacts/  (see README, 'On AWS EMR')"
 
 clean: ## remove the local lakehouse and demo images (not .venv)
 	rm -rf $(LAKEHOUSE) $(DEMO_DIR)

@@ -21,7 +21,9 @@ from typing import Any, Mapping
 
 import yaml
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The profiles: conf/ of the source tree, or FRUITS_CONF_DIR where the code runs from an
+# installed wheel (EMR: the bootstrap action puts them in /opt/fruits/conf).
+CONF_DIR = Path(os.environ.get("FRUITS_CONF_DIR") or Path(__file__).resolve().parent.parent / "conf")
 
 
 class ConfigError(ValueError):
@@ -60,7 +62,7 @@ class GoldSettings:
     batch_size: int
     arrow_batch_size: int
     inference_threads: int
-    partitions: int
+    partition_bytes: int
     export_path: str
 
 
@@ -242,7 +244,7 @@ def _validate(config: Config, file: str) -> Config:
         ("silver.arrow_batch_size", config.silver.arrow_batch_size),
         ("gold.batch_size", config.gold.batch_size),
         ("gold.arrow_batch_size", config.gold.arrow_batch_size),
-        ("gold.partitions", config.gold.partitions),
+        ("gold.partition_bytes", config.gold.partition_bytes),
         ("pca.min_rows", config.pca.min_rows),
         ("pca.plot_sample", config.pca.plot_sample),
     ]:

@@ -160,7 +160,7 @@ def run_job(
     run = Run(job=job, run_id=new_run_id(job))
     try:
         with job_lock(config, job):
-            spark = build_session(config, f"fruits-{job}")
+            spark = build_session(config, f"fruits-{job}", register=False)
             try:
                 log.info("%s run %s on lakehouse %s", job, run.run_id, config.lakehouse)
                 body(spark, config, run)

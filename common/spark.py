@@ -59,6 +59,9 @@ def spark_settings(config: Config) -> dict[str, str]:
         "spark.python.worker.reuse": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.debug.maxToStringFields": "500",
+        # Key sets of incremental runs (path + hash, ~150 bytes a row) up to ~400k rows are
+        # broadcast, so the image rows they filter are never shuffled.
+        "spark.sql.autoBroadcastJoinThreshold": str(64 * 1024 * 1024),
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": config.event_log_dir,
         "spark.executor.memory": config.spark.executor_memory,
@@ -84,12 +87,13 @@ def _under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_session(config: Config, app_name: str) -> SparkSession:
+def build_session(config: Config, app_name: str, *, register: bool = True) -> SparkSession:
     """Create (or return the running) Delta-enabled session for ``config``.
 
     Under spark-submit the master, memory and jars come from its command line (see
     :func:`submit_args`); in-process (tests, notebooks) they come from the profile.
-    Tables that exist under the lakehouse are registered by name.
+    With ``register`` (the default) the tables that exist under the lakehouse are
+    registered by name; jobs skip it and register the tables they write.
     """
     if not is_remote(config.event_log_dir):
         local_path(config.event_log_dir).mkdir(parents=True, exist_ok=True)
@@ -109,7 +113,8 @@ def build_session(config: Config, app_name: str) -> SparkSession:
             )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    register_tables(spark, config.lakehouse)
+    if register:
+        register_tables(spark, config.lakehouse)
     return spark
 
 

@@ -60,6 +60,9 @@ def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: boo
     gold_location = ensure_table(spark, GOLD_FEATURES, config.lakehouse)
     _check_model(spark, gold_location, identity, rebuild, run)
 
+    # Small read splits: silver's row groups are gold.partition_bytes (see silver.job).
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(config.gold.partition_bytes))
+    spark.conf.set("spark.sql.files.openCostInBytes", str(config.gold.partition_bytes // 4))
     silver, version = read_pinned(spark, silver_location)
     run.details["silver_version"] = version
     run.rows_deleted += delete_stale(spark, gold_location, silver)
@@ -106,9 +109,8 @@ def _featurize(
         broadcast, identity, config.gold.engine, config.gold.batch_size, threads, metrics
     )
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.gold.arrow_batch_size)
-    partitions = max(1, min(config.gold.partitions, run.rows_in))
     now = datetime.now(timezone.utc)
-    rows = work.transform(with_features(features, partitions)).transform(
+    rows = work.transform(with_features(features)).transform(
         to_gold_rows(identity, run.run_id, now)
     )
     fault_point("gold:before_write")

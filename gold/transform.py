@@ -11,13 +11,11 @@ from pyspark.sql import functions as F
 from common.tables import GOLD_FEATURES
 
 
-def with_features(
-    features: Callable[[Column], Column], partitions: int
-) -> Callable[[DataFrame], DataFrame]:
-    """Add ``features`` from ``image`` with the featurizing UDF, over ``partitions`` tasks."""
+def with_features(features: Callable[[Column], Column]) -> Callable[[DataFrame], DataFrame]:
+    """Add ``features`` from ``image`` with the featurizing UDF."""
 
     def step(silver: DataFrame) -> DataFrame:
-        return silver.repartition(partitions).withColumn("features", features(F.col("image")))
+        return silver.withColumn("features", features(F.col("image")))
 
     return step
 

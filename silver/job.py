@@ -76,6 +76,10 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
         version, run.rows_in, run.rows_out, run.rows_rejected, run.rows_deleted,
     )
     if run.rows_in:
+        # Row groups of gold.partition_bytes let gold split silver files into small tasks.
+        spark.sparkContext._jsc.hadoopConfiguration().setInt(
+            "parquet.block.size", config.gold.partition_bytes
+        )
         fault_point("silver:before_commit")
         append_rows(images_location, work.transform(accepted_images(run.run_id, now)))
         fault_point("silver:between_commits")

@@ -23,7 +23,6 @@ SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fr
 TEST_OVERRIDES = {
     "spark.shuffle_partitions": 2,
     "spark.snapshot_partitions": 1,
-    "gold.partitions": 2,
 }
 
 

@@ -9,7 +9,7 @@ from bronze.job import main as bronze_main
 from gold.job import main as gold_main
 from silver.job import main as silver_main
 
-OPTS = ["--set", "spark.shuffle_partitions=2", "--set", "gold.partitions=2"]
+OPTS = ["--set", "spark.shuffle_partitions=2"]
 
 
 def bronze_silver(source: Path, lakehouse: Path, *bronze_extra: str) -> None:

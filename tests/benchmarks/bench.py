@@ -1,0 +1,307 @@
+"""``make bench``: side-by-side throughput of the engines, the notebook's shape and our jobs.
+
+    python -m tests.benchmarks.bench --n 20000 [--source DIR] [--env local]
+
+One run, on the same images and the same 2 cores:
+
+1. pure-model throughput of each engine (no Spark, preprocessed tensors, best batch);
+2. the original notebook's featurization in Spark (binaryFile read, ``repartition(20)``,
+   a Scalar Iterator pandas UDF that builds the model in every partition), the peer
+   baseline;
+3. the pipeline cold (bronze, silver, gold through spark-submit, JVM starts included),
+   gold's throughput from its run log, a no-op rerun per job, 1% new images on top;
+4. peak memory of the whole process tree, silver bytes per image.
+
+Prints a table and writes every figure to ``bench-results/bench-<n>.json``. Images: the
+Fruits-360 sample beside the repository (``../shared/data/fruits360-sample``), replicated
+under new names up to N (hard links), unless ``--source`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT.parent / "shared" / "data" / "fruits360-sample"
+OUT = ROOT / "bench-results"
+PY = sys.executable
+
+
+def replicate(sample: Path, target: Path, n: int) -> Path:
+    """``n`` images under ``target``: the sample's, then copies under new names."""
+    files = sorted(p for p in sample.rglob("*") if p.is_file())
+    if not files:
+        raise SystemExit(f"no images under {sample}")
+    marker = target / ".complete"
+    if marker.exists() and marker.read_text() == str(n):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    for i in range(n):
+        original = files[i % len(files)]
+        copy = i // len(files)
+        name = original.name if copy == 0 else f"{original.stem}_copy{copy}{original.suffix}"
+        destination = target / original.parent.name / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.link(original, destination)
+    marker.write_text(str(n))
+    return target
+
+
+def add_new(source: Path, count: int, tag: str) -> None:
+    """``count`` more images under new names (the 1% increment)."""
+    files = sorted(p for p in source.rglob("*.jpg") if "_new" not in p.name)[:count]
+    for i, original in enumerate(files):
+        os.link(original, original.with_name(f"{original.stem}_new{tag}{i}{original.suffix}"))
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process's descendants (every 0.25 s)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(me))
+            time.sleep(0.25)
+
+
+def _tree_rss(root: int) -> int:
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(fields[1])
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    while stack:
+        pid = stack.pop()
+        for child in children.get(pid, []):
+            total += rss.get(child, 0)
+            stack.append(child)
+    return total
+
+
+def submit(job: str, lakehouse: Path, *args: str, env_name: str = "local") -> float:
+    """Run one job through spark-submit; return its wall seconds (JVM start included)."""
+    from tests.submit import JOBS, environment
+
+    profile = subprocess.run(
+        [PY, "-m", "common.spark", "--submit-args", "--env", env_name,
+         "--lakehouse", str(lakehouse)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(Path(PY).parent / "spark-submit"), *profile, JOBS[job], "--lakehouse",
+         str(lakehouse), "--env", env_name, *args],
+        cwd=ROOT, env=environment(), capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit(f"{job} failed with exit code {result.returncode}")
+    summary = [line for line in result.stdout.splitlines() if " succeeded in " in line]
+    print(f"  {job:<7} {seconds:6.1f}s  {summary[-1] if summary else ''}"[:220], flush=True)
+    return seconds
+
+
+def pure_engines(weights: str) -> dict:
+    """Engine throughput without Spark, in a subprocess limited to this machine's cores."""
+    code = f"""
+import json, time, numpy as np
+from gold.model import build_payload, build_engine, preprocess
+rng = np.random.default_rng(0)
+batch = preprocess(rng.integers(0, 256, size=(64, 224, 224, 3), dtype=np.uint8))
+out = {{}}
+for engine in ("onnx", "tensorflow"):
+    e = build_engine(build_payload(engine, {weights!r}), threads=os.cpu_count())
+    best = (0.0, 0)
+    for size in (1, 8, 16, 32, 64):
+        x = batch[:size]
+        e.run(x); e.run(x)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 4.0:
+            e.run(x); n += size
+        best = max(best, (n / (time.perf_counter() - start), size))
+    out[engine] = {{"images_per_s": round(best[0], 1), "best_batch": best[1]}}
+print("RESULT" + json.dumps(out))
+"""
+    result = subprocess.run([PY, "-c", "import os\n" + code], cwd=ROOT, capture_output=True,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
+    if not line:
+        raise SystemExit(result.stderr[-3000:])
+    return json.loads(line[-1][len("RESULT"):])
+
+
+def notebook_baseline(source: Path, weights: str, workdir: Path) -> dict:
+    """The original notebook's featurization shape in Spark local[2] (spark-submit)."""
+    script = Path(__file__).with_name("notebook_baseline.py")
+    from tests.submit import environment
+
+    profile = subprocess.run(
+        [PY, "-m", "common.spark", "--submit-args", "--lakehouse", str(workdir)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+    result = subprocess.run(
+        [str(Path(PY).parent / "spark-submit"), *profile, str(script), str(source),
+         str(workdir / "notebook-features"), weights],
+        cwd=ROOT, env=environment(), capture_output=True, text=True,
+    )
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
+    if not line:
+        raise SystemExit(result.stdout[-2000:] + result.stderr[-3000:])
+    return json.loads(line[-1][len("RESULT"):])
+
+
+def last_gold_run(lakehouse: Path) -> dict:
+    code = (
+        "import json,sys\nfrom common.config import load_config\n"
+        "from common.spark import build_session\n"
+        f"c = load_config('local', {{'lakehouse': {str(lakehouse)!r}}})\n"
+        "s = build_session(c, 'bench-read')\n"
+        "r = s.sql(\"SELECT * FROM ops.runs WHERE job='gold' AND rows_out > 0 "
+        "ORDER BY ended_at DESC LIMIT 1\").first()\n"
+        "print('RESULT' + json.dumps(r.asDict(), default=str))\n"
+    )
+    from tests.submit import environment
+
+    result = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env=environment())
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
+    if not line:
+        raise SystemExit(result.stderr[-3000:])
+    return json.loads(line[-1][len("RESULT"):])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--source", type=Path)
+    parser.add_argument("--env", default="local")
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench-data")
+    parser.add_argument("--skip-notebook", action="store_true")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir.resolve()
+    source = args.source.resolve() if args.source else replicate(SAMPLE, workdir / f"fruits-{args.n}", args.n)
+    n = sum(1 for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+    lakehouse = workdir / f"lakehouse-{n}"
+    shutil.rmtree(lakehouse, ignore_errors=True)
+    shutil.rmtree(workdir / "notebook-features", ignore_errors=True)
+    print(f"benchmark on {n} images from {source} ({os.cpu_count()} cores)", flush=True)
+    figures: dict = {"n": n, "source": str(source), "cores": os.cpu_count(),
+                     "machine": platform.platform(), "profile": args.env}
+
+    print("pure engines (no Spark, preprocessed tensors) ...", flush=True)
+    figures["pure"] = pure_engines(args.weights)
+    print(f"  {figures['pure']}", flush=True)
+
+    with PeakMemory() as memory:
+        print("pipeline, cold (spark-submit, JVM starts included) ...", flush=True)
+        jobs = {}
+        def extra(job: str) -> tuple[str, ...]:
+            return {"bronze": ("--source", str(source)), "silver": (),
+                    "gold": ("--weights", args.weights)}[job]
+
+        for job in ("bronze", "silver", "gold"):
+            jobs[job] = submit(job, lakehouse, *extra(job), env_name=args.env)
+        figures["pipeline_seconds"] = {**{k: round(v, 1) for k, v in jobs.items()},
+                                       "total": round(sum(jobs.values()), 1)}
+        gold_run = last_gold_run(lakehouse)
+        figures["gold"] = {"rows": gold_run["rows_out"], "model_seconds": gold_run["model_seconds"],
+                           "images_per_s": gold_run["rows_per_second"],
+                           "details": json.loads(gold_run["details"])}
+        print("no-op rerun ...", flush=True)
+        noop = {job: round(submit(job, lakehouse, *extra(job), env_name=args.env), 1)
+                for job in ("bronze", "silver", "gold")}
+        figures["noop_seconds"] = noop
+        increment = max(1, n // 100)
+        print(f"{increment} new images (1%) ...", flush=True)
+        add_new(source, increment, tag=str(int(time.time())))
+        inc = {job: submit(job, lakehouse, *extra(job), env_name=args.env)
+               for job in ("bronze", "silver", "gold")}
+        figures["one_percent"] = {"images": increment, "seconds": round(sum(inc.values()), 1),
+                                  "share_of_full": round(sum(inc.values()) / sum(jobs.values()), 3)}
+    figures["peak_memory_gb"] = round(memory.peak / 1e9, 2)
+    silver_bytes = sum(p.stat().st_size for p in (lakehouse / "silver/images").glob("*.parquet"))
+    figures["silver_bytes_per_image"] = round(silver_bytes / max(figures["gold"]["rows"], 1))
+
+    if not args.skip_notebook:
+        print("original notebook shape in Spark (repartition(20), model per partition) ...",
+              flush=True)
+        figures["notebook"] = notebook_baseline(source, args.weights, workdir)
+
+    fastest = max(figures["pure"].values(), key=lambda e: e["images_per_s"])["images_per_s"]
+    gold_rate = figures["gold"]["images_per_s"] or 0.0
+    figures["ratios"] = {"gold_vs_fastest_pure": round(gold_rate / fastest, 2)}
+    if "notebook" in figures:
+        figures["ratios"]["gold_vs_notebook"] = round(
+            gold_rate / figures["notebook"]["images_per_s"], 2)
+
+    OUT.mkdir(exist_ok=True)
+    target = OUT / f"bench-{n}.json"
+    target.write_text(json.dumps(figures, indent=2))
+    print_table(figures)
+    print(f"\nall figures: {target}")
+    return 0
+
+
+def print_table(f: dict) -> None:
+    rows = [
+        ("images", f["n"]),
+        *[(f"pure {k} (best batch {v['best_batch']})", f"{v['images_per_s']} img/s")
+          for k, v in f["pure"].items()],
+        ("notebook shape in Spark", f"{f['notebook']['images_per_s']} img/s" if "notebook" in f
+         else "skipped"),
+        ("gold job (model time, run log)", f"{f['gold']['images_per_s']} img/s"),
+        ("gold / fastest pure engine", f["ratios"]["gold_vs_fastest_pure"]),
+        ("gold / notebook", f["ratios"].get("gold_vs_notebook", "-")),
+        ("pipeline cold: bronze+silver+gold", f"{f['pipeline_seconds']['total']} s "
+         f"({f['pipeline_seconds']['bronze']} + {f['pipeline_seconds']['silver']} + "
+         f"{f['pipeline_seconds']['gold']})"),
+        ("no-op rerun per job", ", ".join(f"{k} {v} s" for k, v in f["noop_seconds"].items())),
+        (f"1% new ({f['one_percent']['images']} images)",
+         f"{f['one_percent']['seconds']} s = {100 * f['one_percent']['share_of_full']:.1f}% of full"),
+        ("peak memory, all processes", f"{f['peak_memory_gb']} GB"),
+        ("silver bytes per image", f["silver_bytes_per_image"]),
+    ]
+    width = max(len(str(a)) for a, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
