@@ -27,7 +27,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca sql sql-shell demo test test-quick \
-        test-long bench history emr-package clean
+        test-long cluster-test bench history emr-package clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -78,7 +78,7 @@ sql-shell: setup ## interactive spark-sql shell with the lakehouse tables regist
 	$(PROFILE_ARGS) $(VENV)/bin/spark-sql "$${PROFILE[@]}" \
 	  --conf spark.sql.catalogImplementation=hive \
 	  --conf spark.hadoop.javax.jdo.option.ConnectionURL='jdbc:derby:memory:metastore;create=true' \
-	  -i $(LAKEHOUSE)/_catalog/register.sql
+	  -i $(LAKEHOUSE)/_catalog/register.sql $(SQL_ARGS)
 
 demo: setup ## (re)generate the demo image set in DEMO_DIR
 	$(PY) -m common.demo --out $(DEMO_DIR)
@@ -92,11 +92,15 @@ test-quick: setup ## the fast tests only (seconds to a few minutes)
 test-long: setup ## the long tests: kills, concurrency, cluster
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
+cluster-test: setup ## bronze/silver/gold on a standalone master + 2 workers (127.0.0.1)
+	$(PY) -m pytest tests/cluster -m long $(PYTEST_ARGS)
+
 bench: setup ## benchmark on N images (SOURCE= to use your own)
 	$(PY) -m tests.benchmarks.bench --n $(N) $(if $(SOURCE),--source "$(SOURCE)") --env $(ENV)
 
 history: setup ## Spark History Server on the lakehouse's event logs
 	@mkdir -p $(LAKEHOUSE)/_spark_events
+	@echo "Spark History Server: http://127.0.0.1:18080  (event logs: $(abspath $(LAKEHOUSE))/_spark_events; Ctrl-C stops it)"
 	SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$(abspath $(LAKEHOUSE))/_spark_events -Dspark.history.ui.port=18080" \
 	  $(VENV)/bin/spark-class org.apache.spark.deploy.history.HistoryServer
 

@@ -22,14 +22,14 @@ JOBS = {
 QUICK = ["--set", "spark.shuffle_partitions=2", "--set", "spark.snapshot_partitions=1"]
 
 
-def command(job: str, lakehouse: Path, *args: str) -> str:
+def command(job: str, lakehouse: Path, *args: str, spark_args: tuple[str, ...] = ()) -> str:
     """A shell line that runs ``job`` with the local profile's spark-submit options."""
     profile = subprocess.run(
         [sys.executable, "-m", "common.spark", "--submit-args", "--lakehouse", str(lakehouse)],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.splitlines()
-    argv = [str(VENV_BIN / "spark-submit"), *profile, JOBS[job], "--lakehouse", str(lakehouse),
-            *QUICK, *args]
+    argv = [str(VENV_BIN / "spark-submit"), *profile, *spark_args, JOBS[job], "--lakehouse",
+            str(lakehouse), *QUICK, *args]
     # $$ is the new session's leader, so the fault hook can kill the whole group.
     return f"export FRUITS_FAULT_PGID=$$; exec {shlex.join(argv)}"
 
@@ -44,9 +44,13 @@ def environment(fault: str | None = None) -> dict[str, str]:
     return env
 
 
-def start(job: str, lakehouse: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
+def start(
+    job: str, lakehouse: Path, *args: str, fault: str | None = None,
+    spark_args: tuple[str, ...] = (),
+) -> subprocess.Popen:
     return subprocess.Popen(
-        ["bash", "-c", command(job, lakehouse, *args)], cwd=ROOT, env=environment(fault),
+        ["bash", "-c", command(job, lakehouse, *args, spark_args=spark_args)], cwd=ROOT,
+        env=environment(fault),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 
@@ -68,8 +72,11 @@ def kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def run(job: str, lakehouse: Path, *args: str, fault: str | None = None) -> tuple[int, str]:
-    return finish(start(job, lakehouse, *args, fault=fault))
+def run(
+    job: str, lakehouse: Path, *args: str, fault: str | None = None,
+    spark_args: tuple[str, ...] = (),
+) -> tuple[int, str]:
+    return finish(start(job, lakehouse, *args, fault=fault, spark_args=spark_args))
 
 
 def kill_after(job: str, lakehouse: Path, seconds: float, *args: str) -> tuple[int, str]:
