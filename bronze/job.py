@@ -19,13 +19,14 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from bronze.storage import delete_paths, list_source, read_files, upsert_files
+from bronze.storage import delete_paths, list_source, read_files, write_files
 from bronze.transform import (
     STATUS_TOO_LARGE,
     STATUS_UNREADABLE,
@@ -78,6 +79,10 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
     current = spark.read.format("delta").load(location)
     # Checkpointed: the upserts below change bronze, which would invalidate a cache.
     work = listing.transform(new_or_changed(current)).localCheckpoint(eager=True)
+    # Only new paths (the usual case): appends, one pass over the files; a file
+    # rewritten in place needs an upsert.
+    only_new = work.join(current.select("path"), "path", "left_semi").isEmpty()
+    write = functools.partial(write_files, spark, location, only_new=only_new)
     too_large = work.where(F.col("length") > config.bronze.max_file_bytes)
     run.rows_rejected = too_large.count()
     log.info(
@@ -89,18 +94,13 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
         config.bronze.max_file_bytes,
     )
     if run.rows_rejected:
-        upsert_files(
-            spark, location, too_large.transform(to_unread_rows(STATUS_TOO_LARGE, run.run_id, now))
-        )
+        write(too_large.transform(to_unread_rows(STATUS_TOO_LARGE, run.run_id, now)))
     empty = work.where(F.col("length") == 0)
     empty_count = empty.count()
     run.rows_out += empty_count
     if empty_count:  # nothing to read: recorded as is, silver rejects them as "empty"
-        upsert_files(
-            spark, location,
-            in_table_order(empty.withColumn("content", F.lit(bytearray()))
-                           .transform(to_bronze_rows(run.run_id, now))),
-        )
+        write(in_table_order(empty.withColumn("content", F.lit(bytearray()))
+                             .transform(to_bronze_rows(run.run_id, now))))
     to_read = work.where(
         (F.col("length") > 0) & (F.col("length") <= config.bronze.max_file_bytes)
     )
@@ -109,7 +109,7 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
     chunk_size = config.bronze.read_chunk_files
     for start in range(0, len(paths), chunk_size):
         chunk = paths[start : start + chunk_size]
-        written, unreadable = _ingest_chunk(spark, location, chunk, to_read, run.run_id, now)
+        written, unreadable = _ingest_chunk(spark, write, chunk, to_read, run.run_id, now)
         run.rows_out += written
         run.rows_rejected += unreadable
         log.info("ingested %d/%d new or changed files", start + len(chunk), len(paths))
@@ -127,7 +127,7 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
 
 def _ingest_chunk(
     spark: SparkSession,
-    location: str,
+    write: Callable[[DataFrame], None],
     chunk: list[str],
     to_read: DataFrame,
     run_id: str,
@@ -152,7 +152,7 @@ def _ingest_chunk(
         rows = rows.unionByName(unread)
         log.warning("%d files could not be read: %s", len(unreadable), unreadable[:5])
     fault_point("bronze:before_commit")
-    upsert_files(spark, location, in_table_order(rows))
+    write(in_table_order(rows))
     files.unpersist()
     return read, len(unreadable)
 

@@ -101,6 +101,15 @@ def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:
     )
 
 
+def write_files(spark: SparkSession, location: str, rows: DataFrame, *, only_new: bool) -> None:
+    """Add ``rows`` to bronze in one commit: a plain append when none of their paths is in
+    the table yet (one pass over the files), else an upsert (MERGE reads its source twice)."""
+    if only_new:
+        rows.write.format("delta").mode("append").save(location)
+    else:
+        upsert_files(spark, location, rows)
+
+
 def delete_paths(spark: SparkSession, location: str, paths: DataFrame) -> None:
     """Delete the rows whose path is in ``paths`` (a one-column DataFrame); one commit."""
     target = DeltaTable.forPath(spark, location).alias("t")

@@ -31,7 +31,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.config import Config, ConfigError, join_path
+from common.config import Config, ConfigError, is_remote, join_path, local_path
 from common.incremental import append_rows, delete_stale, keys_of, not_in, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
@@ -99,7 +99,9 @@ def _featurize(
     spark: SparkSession, config: Config, run: Run, work, identity: str, location: str  # noqa: ANN001
 ) -> None:
     started = time.perf_counter()
-    payload = build_payload(config.gold.engine, config.gold.weights)
+    cache = None if is_remote(config.lakehouse) else local_path(
+        join_path(config.lakehouse, "models", "onnx"))
+    payload = build_payload(config.gold.engine, config.gold.weights, onnx_cache=cache)
     log.info("loaded %s for %s in %.1fs", identity, config.gold.engine,
              time.perf_counter() - started)
     broadcast = spark.sparkContext.broadcast(payload)

@@ -164,14 +164,36 @@ def load_weights(source: str) -> tuple[list[np.ndarray], str]:
     return model.get_weights(), identity
 
 
-def build_payload(engine: str, source: str) -> ModelPayload:
-    """Driver side: load the weights once and prepare what the workers need."""
+def build_payload(engine: str, source: str, onnx_cache: Path | None = None) -> ModelPayload:
+    """Driver side: load the weights once and prepare what the workers need.
+
+    With ``onnx_cache`` (a folder), the ONNX conversion of these weights is kept there
+    and reused: an incremental run then needs neither TensorFlow nor the conversion.
+    """
+    if engine == "onnx" and onnx_cache is not None:
+        _, identity = resolve_weights(source)
+        cached = onnx_cache / _onnx_cache_name(identity)
+        if cached.is_file():
+            return ModelPayload("onnx", identity, onnx=cached.read_bytes())
     weights, identity = load_weights(source)
     if engine == "tensorflow":
         return ModelPayload("tensorflow", identity, weights=weights)
     if engine == "onnx":
-        return ModelPayload("onnx", identity, onnx=to_onnx(weights))
+        onnx = to_onnx(weights)
+        if onnx_cache is not None:
+            onnx_cache.mkdir(parents=True, exist_ok=True)
+            partial = onnx_cache / f".{_onnx_cache_name(identity)}.{os.getpid()}"
+            partial.write_bytes(onnx)
+            partial.replace(onnx_cache / _onnx_cache_name(identity))  # atomic
+        return ModelPayload("onnx", identity, onnx=onnx)
     raise ValueError(f"unknown engine {engine!r}")
+
+
+def _onnx_cache_name(identity: str) -> str:
+    from importlib.metadata import version
+
+    safe = identity.replace("@", "-").replace(":", "-")
+    return f"{safe}-opset{ONNX_OPSET}-tf2onnx{version('tf2onnx')}.onnx"
 
 
 def to_onnx(weights: list[np.ndarray]) -> bytes:

@@ -167,6 +167,7 @@ print("RESULT" + json.dumps(out))
 def notebook_baseline(source: Path, weights: str, workdir: Path) -> dict:
     """The original notebook's featurization shape in Spark local[2] (spark-submit)."""
     script = Path(__file__).with_name("notebook_baseline.py")
+    (workdir / "_spark_events").mkdir(parents=True, exist_ok=True)
     from tests.submit import environment
 
     profile = subprocess.run(

@@ -78,7 +78,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def test_cluster_run_equals_local_run(cluster: Path, spark, tmp_path: Path) -> None:
+def test_cluster_run_equals_local_run(cluster: Path, spark, tmp_path: Path, monkeypatch) -> None:
+    # The profiles live beside the code, not in it (as on EMR: FRUITS_CONF_DIR).
+    monkeypatch.setenv("FRUITS_CONF_DIR", str(submit.ROOT / "conf"))
     source = tmp_path / "images"
     for i in range(8):
         content = jpeg_bytes(gradient(70, 60, seed=i)) if i % 2 else png_bytes(gradient(seed=i))
