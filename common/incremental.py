@@ -34,9 +34,9 @@ def _same_key(left: DataFrame, right: DataFrame) -> Column:
 
 
 def keys_of(*frames: DataFrame) -> DataFrame:
-    """The distinct ``(path, content_hash)`` keys of several tables."""
+    """The ``(path, content_hash)`` keys of several tables (unique: one row per path)."""
     keyed = [frame.select(*KEYS) for frame in frames]
-    return reduce(DataFrame.unionByName, keyed).distinct()
+    return reduce(DataFrame.unionByName, keyed)
 
 
 def not_in(done: DataFrame) -> Callable[[DataFrame], DataFrame]:

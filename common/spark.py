@@ -178,6 +178,7 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> str:
                 f"(columns {[n for n, _ in have]}, expected {[n for n, _ in want]}); "
                 "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
             )
+        return location
     else:
         if _has_files(spark, location):
             raise LakehouseError(
@@ -198,7 +199,6 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> str:
             # once its constraints are in place.
             if not _has_constraints(spark, spec, location):
                 raise
-    register_table(spark, spec, location)
     return location
 
 

@@ -88,13 +88,14 @@ def test_cluster_run_equals_local_run(cluster: Path, spark, tmp_path: Path, monk
     write(source / "Label 0" / "broken.jpg", b"nope")
     archive = code_zip(tmp_path / "fruits_lakehouse.zip")
     cluster_args = ("--master", f"spark://127.0.0.1:{MASTER_PORT}", "--py-files", str(archive),
-                    "--executor-memory", "2g", "--total-executor-cores", "2")
+                    "--total-executor-cores", "2")
+    memory = ("--set", "spark.executor_memory=2g")  # the workers offer 3 GB each
     results = {}
     for name, spark_args in (("local", ()), ("cluster", cluster_args)):
         lakehouse = tmp_path / name
         for job, args in (("bronze", ("--source", str(source))), ("silver", ()),
                           ("gold", ("--weights", "random", "--engine", "onnx"))):
-            code, output = submit.run(job, lakehouse, *args, spark_args=spark_args)
+            code, output = submit.run(job, lakehouse, *args, *memory, spark_args=spark_args)
             assert code == 0, output[-3000:]
         results[name] = {
             r.path: (r.label, np.asarray(r.features))
@@ -119,7 +120,8 @@ def test_cluster_run_equals_local_run(cluster: Path, spark, tmp_path: Path, monk
         ".mapPartitions(where).collect())))\n"
     )
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "spark-submit"), *cluster_args, str(probe)],
+        [str(Path(sys.executable).parent / "spark-submit"), *cluster_args,
+         "--executor-memory", "2g", str(probe)],
         cwd=tmp_path, env=submit.environment(), capture_output=True, text=True, timeout=300,
     )
     files = [line for line in result.stdout.splitlines() if line.startswith("FILES")]
