@@ -22,12 +22,12 @@ def encoded(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 def tables(spark, lakehouse: Path) -> tuple[dict, dict, set]:
-    def load(name: str):
-        return spark.read.format("delta").load(str(lakehouse / name)).collect()
+    def load(name: str, *columns: str):
+        return spark.read.format("delta").load(str(lakehouse / name)).select(*columns).collect()
 
-    images = {r.path: r.label for r in load("silver/images")}
-    rejects = {r.path: r.reason for r in load("silver/rejects")}
-    bronze = {r.path for r in load("bronze/images")}
+    images = {r.path: r.label for r in load("silver/images", "path", "label")}
+    rejects = {r.path: r.reason for r in load("silver/rejects", "path", "reason")}
+    bronze = {r.path for r in load("bronze/images", "path")}
     return images, rejects, bronze
 
 
