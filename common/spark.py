@@ -15,9 +15,11 @@ the spark-submit options of a profile (the Makefile uses it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -116,6 +118,20 @@ def build_session(config: Config, app_name: str, *, register: bool = True) -> Sp
     if register:
         register_tables(spark, config.lakehouse)
     return spark
+
+
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """Set a runtime SQL setting for the actions inside the block, then restore it."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def hadoop_fs(spark: SparkSession, path: str):  # noqa: ANN201 - py4j objects

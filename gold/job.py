@@ -35,7 +35,7 @@ from common.config import Config, ConfigError, is_remote, join_path, local_path
 from common.incremental import append_rows, delete_stale, keys_of, not_in, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table, read_text, write_text
+from common.spark import ensure_table, is_delta_table, read_text, session_conf, write_text
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import build_payload, resolve_weights
 from gold.transform import export_columns, to_gold_rows, with_features
@@ -60,9 +60,6 @@ def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: boo
     gold_location = ensure_table(spark, GOLD_FEATURES, config.lakehouse)
     _check_model(spark, gold_location, identity, rebuild, run)
 
-    # Small read splits: silver's row groups are gold.partition_bytes (see silver.job).
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(config.gold.partition_bytes))
-    spark.conf.set("spark.sql.files.openCostInBytes", str(config.gold.partition_bytes // 4))
     silver, version = read_pinned(spark, silver_location)
     run.details["silver_version"] = version
     run.rows_deleted += delete_stale(spark, gold_location, silver)
@@ -117,7 +114,12 @@ def _featurize(
     )
     fault_point("gold:before_write")
     started = time.perf_counter()
-    append_rows(location, rows)
+    # Small read splits for the featurizing pass only (silver's row groups are
+    # gold.partition_bytes, see silver.job): tasks of ~100 images keep both cores busy.
+    with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(config.gold.partition_bytes)), \
+            session_conf(spark, "spark.sql.files.openCostInBytes",
+                         str(config.gold.partition_bytes // 4)):
+        append_rows(location, rows)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")
     run.rows_out = run.rows_in

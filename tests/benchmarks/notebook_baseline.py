@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,10 @@ def featurize_series(model, content_series):
     return pd.Series(output)
 
 
+# The notebook declared PandasUDFType.SCALAR_ITER (Spark 3); Spark 4 reads the same
+# Scalar Iterator UDF from its type hints.
 @pandas_udf("array<float>")
-def featurize_udf(content_series_iter):
+def featurize_udf(content_series_iter: Iterator[pd.Series]) -> Iterator[pd.Series]:
     model = model_fn()
     for content_series in content_series_iter:
         yield featurize_series(model, content_series)
