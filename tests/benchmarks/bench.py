@@ -38,7 +38,8 @@ PY = sys.executable
 
 def replicate(sample: Path, target: Path, n: int) -> Path:
     """``n`` images under ``target``: the sample's, then copies under new names."""
-    files = sorted(p for p in sample.rglob("*") if p.is_file())
+    files = sorted(p for p in sample.rglob("*")
+                   if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
         raise SystemExit(f"no images under {sample}")
     marker = target / ".complete"
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["notebook"] = notebook_baseline(Path(figures["source"]), args.weights, workdir)
         return finish(figures, target)
     source = args.source.resolve() if args.source else replicate(SAMPLE, workdir / f"fruits-{args.n}", args.n)
-    n = sum(1 for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+    n = sum(1 for p in source.rglob("*")
+            if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     lakehouse = workdir / f"lakehouse-{n}"
     shutil.rmtree(lakehouse, ignore_errors=True)
     shutil.rmtree(workdir / "notebook-features", ignore_errors=True)
