@@ -49,10 +49,9 @@ run: setup ## the whole pipeline on SOURCE (default: a generated demo image set)
 	@if [ -z "$(SOURCE)" ]; then $(PY) -m common.demo --out $(DEMO_DIR); fi
 	@$(MAKE) --no-print-directory pipeline SOURCE="$(if $(SOURCE),$(SOURCE),$(DEMO_DIR))"
 
-pipeline: setup ## bronze, silver, gold, pca in order, then a summary
+pipeline: setup ## bronze, silver, gold, pca in one Spark application, then a summary
 	@test -n "$(SOURCE)" || { echo "error: give SOURCE=DIR (the image root)"; exit 2; }
-	@$(MAKE) --no-print-directory bronze silver gold pca
-	@$(MAKE) --no-print-directory summary
+	$(SUBMIT) common/pipeline.py --source "$(SOURCE)" $(COMMON)
 
 bronze: setup ## ingest SOURCE into bronze.images
 	$(SUBMIT) bronze/job.py --source "$(SOURCE)" $(COMMON)

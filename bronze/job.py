@@ -40,7 +40,7 @@ from bronze.transform import (
 from common.config import Config, ConfigError, is_remote, local_path
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, path_exists, session_conf
+from common.spark import ensure_table, path_exists
 from common.tables import BRONZE_IMAGES
 
 log = logging.getLogger("bronze")
@@ -70,15 +70,9 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
         raise ConfigError(f"source {config.source} does not exist")
     location = ensure_table(spark, BRONZE_IMAGES, config.lakehouse)
     now = datetime.now(timezone.utc)
-    listing = (
-        list_source(spark, config.source)
-        .transform(with_image_extension(config.bronze.extensions))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    # The listing reads no content: count each file as ~0 bytes to open, so 20,000 small
-    # files make a few tasks instead of hundreds (Spark's default assumes 4 MB a file).
-    with session_conf(spark, "spark.sql.files.openCostInBytes", "1"):
-        run.rows_in = listing.count()
+    files = list_source(spark, config.source)
+    listing = files.transform(with_image_extension(config.bronze.extensions))
+    run.rows_in = listing.count()
     current = spark.read.format("delta").load(location)
     # Checkpointed: the upserts below change bronze, which would invalidate a cache.
     work = listing.transform(new_or_changed(current)).localCheckpoint(eager=True)
@@ -125,7 +119,7 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
             log.info("removed %d rows whose files left the source", run.rows_deleted)
         gone.unpersist()
     run.details["source"] = config.source
-    listing.unpersist()
+    files.unpersist()
 
 
 def _ingest_chunk(

@@ -38,6 +38,7 @@ class SparkSettings:
     shuffle_partitions: int
     snapshot_partitions: int
     event_log_dir: str
+    driver_java_options: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

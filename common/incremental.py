@@ -48,6 +48,28 @@ def not_in(done: DataFrame) -> Callable[[DataFrame], DataFrame]:
     return step
 
 
+def pending(upstream: DataFrame, done: DataFrame) -> DataFrame:
+    """Rows of ``upstream`` whose key is not among ``done``'s keys, reading only the
+    upstream files that can hold them.
+
+    A plain anti-join would scan every upstream row with all its columns (the images of
+    bronze and silver), so a run with 1% new rows would cost as much as the first one.
+    Instead the missing keys are found from the key columns alone; every upstream row
+    carries the ``run_id`` of the run that wrote it, and each append writes files of one
+    run only, so ``run_id IN (...)`` lets Delta skip every file (by its min/max
+    statistics) that holds no missing row. The result is exact either way: the filter
+    only narrows what is read, the semi-join keeps exactly the missing keys.
+    """
+    # Checkpointed, not cached: the caller appends to the table ``done`` reads.
+    missing = upstream.select(*KEYS, "run_id").transform(not_in(done)).localCheckpoint()
+    run_ids = sorted(r.run_id for r in missing.select("run_id").distinct().collect())
+    if not run_ids:
+        return upstream.limit(0)
+    candidates = upstream.where(F.col("run_id").isin(run_ids))
+    wanted = missing.select(*KEYS)
+    return candidates.join(wanted, _same_key(candidates, wanted), "left_semi")
+
+
 def read_pinned(spark: SparkSession, location: str) -> tuple[DataFrame, int]:
     """The Delta table at ``location`` as of its latest version, and that version."""
     version = DeltaTable.forPath(spark, location).history(1).first()["version"]
@@ -80,6 +102,10 @@ def _merge_key() -> Column:
     )
 
 
-def append_rows(location: str, rows: DataFrame) -> None:
-    """Append ``rows`` to the Delta table at ``location`` in one commit."""
-    rows.write.format("delta").mode("append").save(location)
+def append_rows(location: str, rows: DataFrame, run_id: str | None = None) -> None:
+    """Append ``rows`` to the Delta table at ``location`` in one commit (its history's
+    ``userMetadata`` records ``run_id``, the run id every appended row carries)."""
+    writer = rows.write.format("delta").mode("append")
+    if run_id:
+        writer = writer.option("userMetadata", run_id)
+    writer.save(location)

@@ -157,10 +157,22 @@ def run_job(
 ) -> int:
     """Lock, start Spark, run ``body``, record the run in ``ops.runs``, print a summary."""
     setup_logging(log_level)
+    return run_layer(job, config, body, lambda: build_session(config, f"fruits-{job}",
+                                                              register=False))
+
+
+def run_layer(
+    job: str,
+    config: Config,
+    body: Callable[[SparkSession, Config, Run], None],
+    session: Callable[[], SparkSession],
+) -> int:
+    """:func:`run_job` on the session ``session()`` returns (started once the lock is held;
+    the one-application pipeline passes the session its layers share)."""
     run = Run(job=job, run_id=new_run_id(job))
     try:
         with job_lock(config, job):
-            spark = build_session(config, f"fruits-{job}", register=False)
+            spark = session()
             try:
                 log.info("%s run %s on lakehouse %s", job, run.run_id, config.lakehouse)
                 body(spark, config, run)

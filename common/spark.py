@@ -67,7 +67,9 @@ def spark_settings(config: Config) -> dict[str, str]:
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": config.event_log_dir,
         "spark.executor.memory": config.spark.executor_memory,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONF}",
+        "spark.driver.extraJavaOptions": " ".join(
+            [f"-Dlog4j2.configurationFile={LOG4J_CONF}", *config.spark.driver_java_options.split()]
+        ),
     }
     settings.update(config.spark.extra)
     return settings

@@ -47,15 +47,10 @@ def _cell(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+LAYER_TABLES = ("bronze.images", "silver.images", "silver.rejects", "gold.image_features",
+                "gold.image_features_pca")
+
 SUMMARY_QUERIES = (
-    (
-        "Rows per layer",
-        "SELECT 'bronze.images' AS table_name, count(*) AS rows FROM bronze.images "
-        "UNION ALL SELECT 'silver.images', count(*) FROM silver.images "
-        "UNION ALL SELECT 'silver.rejects', count(*) FROM silver.rejects "
-        "UNION ALL SELECT 'gold.image_features', count(*) FROM gold.image_features "
-        "UNION ALL SELECT 'gold.image_features_pca', count(*) FROM gold.image_features_pca",
-    ),
     ("Rejects by reason", "SELECT reason, count(*) AS files FROM silver.rejects GROUP BY reason"),
     (
         "Last runs",
@@ -66,8 +61,18 @@ SUMMARY_QUERIES = (
 )
 
 
+def rows_per_layer(spark: SparkSession) -> str:
+    """One query counting the rows of each layer table that exists (in pipeline order)."""
+    present = [name for name in LAYER_TABLES if spark.catalog.tableExists(name)]
+    if not present:
+        return "SELECT 'none yet' AS table_name, 0 AS rows"
+    return " UNION ALL ".join(
+        f"SELECT '{name}' AS table_name, count(*) AS rows FROM {name}" for name in present
+    )
+
+
 def print_summary(spark: SparkSession, config: Config) -> None:
-    for title, query in SUMMARY_QUERIES:
+    for title, query in (("Rows per layer", rows_per_layer(spark)), *SUMMARY_QUERIES):
         print(f"\n== {title} ==")
         try:
             print(format_table(spark.sql(query)))

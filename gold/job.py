@@ -15,8 +15,10 @@ with other weights than the table's refuses to mix them unless ``--rebuild`` is 
 which recomputes every row with the new weights.
 
 After each run the Parquet export (``path``, ``label``, ``features``) holds exactly the
-current gold rows; it is rewritten only when gold changed since the export was made
-(its ``_gold_version`` file records the gold version it shows).
+current gold rows (its ``_gold_version`` file records the gold version it shows). When
+gold only gained rows since then, the new rows are added as new files named after the
+gold version (``part-v<version>-*``), so the cost follows the change; after any delete
+it is rewritten whole.
 """
 
 from __future__ import annotations
@@ -32,10 +34,17 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.incremental import append_rows, delete_stale, keys_of, not_in, read_pinned
+from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table, read_text, session_conf, write_text
+from common.spark import (
+    ensure_table,
+    hadoop_fs,
+    is_delta_table,
+    read_text,
+    session_conf,
+    write_text,
+)
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import build_payload, resolve_weights
 from gold.transform import export_columns, to_gold_rows, with_features
@@ -64,7 +73,7 @@ def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: boo
     run.details["silver_version"] = version
     run.rows_deleted += delete_stale(spark, gold_location, silver)
     done = keys_of(spark.read.format("delta").load(gold_location))
-    work = silver.transform(not_in(done))
+    work = pending(silver, done)
     run.rows_in = work.count()
     log.info("silver version %d: %d images to featurize", version, run.rows_in)
     if run.rows_in:
@@ -119,7 +128,7 @@ def _featurize(
     with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(config.gold.partition_bytes)), \
             session_conf(spark, "spark.sql.files.openCostInBytes",
                          str(config.gold.partition_bytes // 4)):
-        append_rows(location, rows)
+        append_rows(location, rows, run.run_id)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")
     run.rows_out = run.rows_in
@@ -139,16 +148,76 @@ def _featurize(
 
 
 def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> str:
-    """Rewrite the Parquet export if gold changed since it was made; return its path."""
-    version = str(DeltaTable.forPath(spark, gold_location).history(1).first()["version"])
+    """Bring the Parquet export up to gold's current version; return its path.
+
+    Kill-safe: the marker is written last. Files ``part-v<N>-*`` with N above the marker
+    are leftovers of an interrupted append; they are removed before anything else.
+    """
+    table = DeltaTable.forPath(spark, gold_location)
+    version = int(table.history(1).first()["version"])
     marker = join_path(config.export_path, EXPORT_MARKER)
-    if read_text(spark, marker) == version:
+    text = read_text(spark, marker)
+    exported = int(text) if text and text.strip().isdigit() else None
+    if exported == version:
         return config.export_path
-    gold = spark.read.format("delta").option("versionAsOf", int(version)).load(gold_location)
+    gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
+    appended_by = _appending_runs(table, exported) if exported is not None else None
+    if appended_by:
+        _drop_unmarked_parts(spark, config.export_path, exported)
+        # Each gold run appends once, and its rows carry its run id: Delta reads only
+        # the files of those runs (min/max statistics on run_id).
+        added = gold.where(F.col("run_id").isin(appended_by))
+        staging = join_path(config.export_path, f"_staging-v{version}")
+        export_columns(added).write.mode("overwrite").parquet(staging)
+        _publish_parts(spark, staging, config.export_path, version)
+        fault_point("gold:export_before_marker")
+        write_text(spark, marker, str(version))
+        log.info("export: added the rows of gold versions %d..%d to %s", exported + 1,
+                 version, config.export_path)
+        return config.export_path
     export_columns(gold).write.mode("overwrite").parquet(config.export_path)
-    write_text(spark, marker, version)
-    log.info("exported gold version %s to %s", version, config.export_path)
+    write_text(spark, marker, str(version))
+    log.info("exported gold version %d to %s (rewritten)", version, config.export_path)
     return config.export_path
+
+
+def _appending_runs(table: DeltaTable, since: int) -> list[str] | None:
+    """The run ids of the commits after version ``since`` when each of them was a gold
+    run's append (see :func:`common.incremental.append_rows`); else None."""
+    commits = table.history().where(F.col("version") > since).select(
+        "operation", "userMetadata", F.col("operationParameters").getItem("mode").alias("mode")
+    ).collect()
+    if not commits or not all(
+        c.operation == "WRITE" and c.mode == "Append" and c.userMetadata for c in commits
+    ):
+        return None
+    return [c.userMetadata for c in commits]
+
+
+def _export_parts(spark: SparkSession, folder: str) -> list:  # noqa: ANN401 - py4j statuses
+    fs, root = hadoop_fs(spark, folder)
+    return [s for s in fs.listStatus(root) if s.isFile()] if fs.exists(root) else []
+
+
+def _drop_unmarked_parts(spark: SparkSession, export: str, exported: int) -> None:
+    fs, _ = hadoop_fs(spark, export)
+    for status in _export_parts(spark, export):
+        name = status.getPath().getName()
+        if name.startswith("part-v") and int(name[6:14]) > exported:
+            fs.delete(status.getPath(), False)
+
+
+def _publish_parts(spark: SparkSession, staging: str, export: str, version: int) -> None:
+    """Move the staged Parquet files into the export as ``part-v<version>-<i>.parquet``."""
+    fs, _ = hadoop_fs(spark, export)
+    jvm = spark.sparkContext._jvm
+    parts = [s.getPath() for s in _export_parts(spark, staging)
+             if s.getPath().getName().endswith(".parquet")]
+    for i, path in enumerate(sorted(parts, key=lambda p: p.getName())):
+        target = join_path(export, f"part-v{version:08d}-{i:05d}.parquet")
+        if not fs.rename(path, jvm.org.apache.hadoop.fs.Path(target)):
+            raise OSError(f"could not move {path.toString()} to {target}")
+    fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
 
 
 def main(argv: list[str] | None = None) -> int:

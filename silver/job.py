@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from common.config import Config, ConfigError
 from common.images import DecodeLimits
-from common.incremental import append_rows, delete_stale, keys_of, not_in, read_pinned
+from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table
@@ -63,7 +63,7 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
     # A checkpoint, not a cache: appending to silver would invalidate a cached plan
     # that reads silver, and the images would be decoded again.
     work = (
-        bronze.transform(not_in(done))
+        pending(bronze, done)
         .transform(with_label_from_path)
         .transform(with_decoded_image(limits))
         .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
@@ -81,9 +81,9 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
             "parquet.block.size", config.gold.partition_bytes
         )
         fault_point("silver:before_commit")
-        append_rows(images_location, work.transform(accepted_images(run.run_id, now)))
+        append_rows(images_location, work.transform(accepted_images(run.run_id, now)), run.run_id)
         fault_point("silver:between_commits")
-        append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)))
+        append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)), run.run_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ JOBS = {
     "gold": "gold/job.py",
     "pca": "gold/pca_job.py",
     "sql": "common/sql.py",
+    "pipeline": "common/pipeline.py",
 }
 QUICK = ["--set", "spark.shuffle_partitions=2", "--set", "spark.snapshot_partitions=1"]
 

@@ -6,6 +6,7 @@ values are tested against the notebook in test_fidelity.py with the real weights
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,39 @@ def test_gold_constraints_reject_a_wrong_vector(spark, lakehouse: Path, tmp_path
     with pytest.raises(Exception, match="features_1280"):
         bad.write.format("delta").mode("append").save(location)
     assert spark.read.format("delta").load(location).count() == 0
+
+
+def test_export_grows_by_new_files_when_gold_only_gained_rows(
+    spark, lakehouse: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    for i in range(3):
+        write(source / f"Kiwi/k{i}.jpg", jpeg_bytes(gradient(seed=20 + i)))
+    bronze_silver(source, lakehouse)
+    assert gold(lakehouse, *RANDOM) == 0
+    export_dir = lakehouse / "exports" / "image_features"
+    first = {p.name: p.stat().st_mtime_ns for p in export_dir.glob("*.parquet")}
+    marker = int((export_dir / "_gold_version").read_text())
+    # What an append killed before its marker would leave: a part above the marker.
+    leftover = export_dir / f"part-v{marker + 1:08d}-00000.parquet"
+    shutil.copy(export_dir / sorted(first)[0], leftover)
+
+    write(source / "Kiwi/k9.jpg", jpeg_bytes(gradient(seed=29)))
+    bronze_silver(source, lakehouse)
+    assert gold(lakehouse, *RANDOM) == 0
+
+    assert int((export_dir / "_gold_version").read_text()) == marker + 1
+    now = {p.name: p.stat().st_mtime_ns for p in export_dir.glob("*.parquet")}
+    # the old files are untouched, one new file holds the new row, the leftover is gone
+    assert set(now) == set(first) | {leftover.name}
+    assert all(now[name] == first[name] for name in first)
+    added = pd.read_parquet(leftover)
+    assert list(added.path) == [f"file:{source / 'Kiwi/k9.jpg'}"]
+
+    current = gold_features(spark, lakehouse)
+    export = pd.read_parquet(export_dir)
+    assert sorted(export.path) == sorted(current)
+    for row in export.itertuples():
+        assert row.label == "Kiwi"
+        np.testing.assert_array_equal(row.features, np.asarray(current[row.path].features,
+                                                                dtype=np.float32))

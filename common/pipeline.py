@@ -1,0 +1,90 @@
+"""The whole pipeline in one Spark application: bronze, silver, gold, then PCA.
+
+    spark-submit $(python -m common.spark --submit-args --env local) \\
+        common/pipeline.py --source DIR --lakehouse DIR [--no-pca] [--sync-deletes]
+        [--weights W] [--engine E] [--env local] [--set SECTION.KEY=VALUE ...]
+
+(``make pipeline SOURCE=DIR`` runs exactly this.) Each layer runs as its own job, with
+its own lock, its own row in ``ops.runs`` and its own summary line, exactly as if it
+had been submitted alone (``make bronze`` etc. still work); sharing one JVM and one
+SparkSession saves the start-up of three more applications, which is most of the time
+of a run that only has a few new photos to process. The first layer that fails stops
+the pipeline with its exit code; the layers before it keep what they committed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+
+from bronze.job import check_source, ingest
+from common.config import Config
+from common.jobs import (
+    EXIT_OK,
+    base_parser,
+    config_from_args,
+    parse_or_exit,
+    run_layer,
+)
+from common.log import setup_logging
+from common.spark import build_session, register_tables
+from common.sql import print_summary
+from gold.job import featurize_new
+from gold.pca_job import reduce_features
+from silver.job import refine
+
+log = logging.getLogger("pipeline")
+
+
+def layers(config: Config, *, sync_deletes: bool, pca: bool) -> list[tuple[str, object]]:
+    """(job name, body) of each layer, in order."""
+    steps = [
+        ("bronze", functools.partial(ingest, sync_deletes=sync_deletes)),
+        ("silver", refine),
+        ("gold", functools.partial(featurize_new, rebuild=False)),
+    ]
+    if pca:
+        steps.append(("pca", functools.partial(reduce_features, refit=False)))
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("Run bronze, silver, gold and PCA in one Spark application.")
+    parser.add_argument("--source", help="image root folder (or s3a:// URI)")
+    parser.add_argument("--sync-deletes", action="store_true",
+                        help="bronze: remove rows whose file is no longer in the source")
+    parser.add_argument("--weights", help="gold: imagenet (default), random, or a .h5 path")
+    parser.add_argument("--engine", help="gold: onnx (default) or tensorflow")
+    parser.add_argument("--no-pca", action="store_true", help="stop after gold")
+    parsed = parse_or_exit(
+        parser,
+        argv,
+        lambda a: check_source(
+            config_from_args(a, source=a.source, weights=a.weights, engine=a.engine)
+        ),
+    )
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    setup_logging(args.log_level)
+    started = time.monotonic()
+    session = functools.lru_cache(maxsize=1)(
+        lambda: build_session(config, "fruits-pipeline", register=False)
+    )
+    for job, body in layers(config, sync_deletes=args.sync_deletes, pca=not args.no_pca):
+        code = run_layer(job, config, body, session)
+        if code != EXIT_OK:
+            print(f"pipeline stopped at {job} (exit code {code}); the layers before it "
+                  "kept what they committed. Fix the cause and run again.", file=sys.stderr)
+            return code
+    print(f"pipeline succeeded in {time.monotonic() - started:.1f}s")
+    spark = session()
+    register_tables(spark, config.lakehouse)
+    print_summary(spark, config)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""common/pipeline.py (make pipeline): the four layers in one Spark application."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests import submit
+from tests.imagegen import gradient, jpeg_bytes, write
+
+GOLD = ["--weights", "random", "--engine", "tensorflow", "--set", "pca.min_rows=4"]
+
+
+def _table(spark, lakehouse: Path, name: str):  # noqa: ANN202
+    return spark.read.format("delta").load(str(lakehouse / name))
+
+
+@pytest.mark.slow
+def test_one_application_runs_every_layer_and_then_only_new_images(
+    spark, lakehouse: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "photos"
+    for i in range(5):
+        write(source / f"Pear {i % 2}" / f"p{i}.jpg", jpeg_bytes(gradient(seed=40 + i)))
+    write(source / "Pear 0" / "notes.jpg", b"not a photo")
+
+    code, output = submit.run("pipeline", lakehouse, "--source", str(source), *GOLD)
+    assert code == 0, output[-3000:]
+    for job in ("bronze", "silver", "gold", "pca"):
+        assert f"{job} succeeded in " in output
+    assert "pipeline succeeded in " in output and "== Rows per layer ==" in output
+
+    images = {f"file:{source / f'Pear {i % 2}' / f'p{i}.jpg'}": f"Pear {i % 2}" for i in range(5)}
+    bad = f"file:{source / 'Pear 0' / 'notes.jpg'}"
+    assert {r.path for r in _table(spark, lakehouse, "bronze/images").collect()} == {
+        *images, bad}
+    assert {(r.path, r.reason) for r in _table(spark, lakehouse, "silver/rejects").collect()} == {
+        (bad, "not_an_image")}
+    assert {r.path: r.label for r in _table(spark, lakehouse, "gold/image_features").collect()} \
+        == images
+    assert {r.path for r in _table(spark, lakehouse, "gold/image_features_pca").collect()} == set(
+        images)
+    # one application, but one run-log row per layer, each with its own run id
+    runs = _table(spark, lakehouse, "ops/runs").orderBy("started_at").collect()
+    assert [r.job for r in runs] == ["bronze", "silver", "gold", "pca"]
+    assert len({r.run_id for r in runs}) == 4
+    assert len({r.app_id for r in runs}) == 1
+    assert all(r.status == "succeeded" for r in runs)
+
+    write(source / "Pear 1" / "new.jpg", jpeg_bytes(gradient(seed=49)))
+    code, output = submit.run("pipeline", lakehouse, "--source", str(source), *GOLD)
+    assert code == 0, output[-3000:]
+    runs = _table(spark, lakehouse, "ops/runs").orderBy("started_at").collect()[4:]
+    assert [(r.job, r.rows_out) for r in runs] == [
+        ("bronze", 1), ("silver", 1), ("gold", 1), ("pca", 1)]
+    assert json.loads(runs[2].details)["model_calls"] == 1
+    assert f"file:{source / 'Pear 1' / 'new.jpg'}" in {
+        r.path for r in _table(spark, lakehouse, "gold/image_features_pca").collect()}
+
+
+def test_bad_arguments_stop_the_pipeline_before_anything_is_created(tmp_path: Path) -> None:
+    from common.pipeline import main
+
+    lakehouse = tmp_path / "lh"
+    assert main(["--source", str(tmp_path / "missing"), "--lakehouse", str(lakehouse)]) == 2
+    assert main(["--lakehouse", str(lakehouse)]) == 2
+    assert not lakehouse.exists()
