@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
@@ -13,7 +16,10 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from common.config import is_remote, local_path
 from common.spark import hadoop_fs, path_exists, session_conf
+
+log = logging.getLogger("bronze")
 
 _GLOB_CHARS = re.compile(r"([\\\[\]*?{}])")
 
@@ -31,11 +37,19 @@ def list_source(spark: SparkSession, source: str) -> DataFrame:
     ``_`` as hidden and skips them. Its scan also drops zero-byte files, which the file
     index still knows: they are added back here (they must reach silver.rejects).
     """
-    scan = (
-        spark.read.format("binaryFile")
-        .option("recursiveFileLookup", "true")
-        .load(source)
-    )
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+    try:
+        scan = reader.load(source)
+    except Exception as exc:  # noqa: BLE001 - only a folder we may not list is handled
+        if "AccessDeniedException" not in str(exc) or is_remote(source):
+            raise
+        parts, locked = listable_parts(local_path(source))
+        log.warning(
+            "%d folder(s) under %s cannot be listed (permission denied); files in them "
+            "are not ingested until their permissions allow it: %s",
+            len(locked), source, ", ".join(str(p) for p in locked[:10]),
+        )
+        scan = reader.load([escape_glob(str(p)) for p in parts])
     listing = scan.select("path", "modificationTime", "length").persist(
         StorageLevel.MEMORY_AND_DISK
     )
@@ -61,6 +75,34 @@ def list_source(spark: SparkSession, source: str) -> DataFrame:
     return listing.unionByName(spark.createDataFrame(empty_rows, listing.schema)).persist(
         StorageLevel.MEMORY_AND_DISK
     )
+
+
+def listable_parts(root: Path) -> tuple[list[Path], list[Path]]:
+    """For a local tree with folders we may not list: (what to load, the locked folders).
+
+    Whole listable subtrees are loaded as folders; a folder that holds a locked one
+    contributes its own files and its other subtrees. Symlinked folders are not entered.
+    """
+    parts: list[Path] = []
+    locked: list[Path] = []
+
+    def walk(folder: Path) -> bool:  # True when the whole subtree can be listed
+        try:
+            entries = list(os.scandir(folder))
+        except PermissionError:
+            locked.append(folder)
+            return False
+        subfolders = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+        whole = [walk(sub) for sub in subfolders]
+        if all(whole):
+            return True
+        parts.extend(sub for sub, ok in zip(subfolders, whole) if ok)
+        parts.extend(Path(e.path) for e in entries if e.is_file())
+        return False
+
+    if walk(root):
+        parts.append(root)
+    return parts, locked
 
 
 def _input_files(spark: SparkSession, frame: DataFrame) -> list[str]:

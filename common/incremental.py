@@ -66,8 +66,15 @@ def pending(upstream: DataFrame, done: DataFrame) -> DataFrame:
     if not run_ids:
         return upstream.limit(0)
     candidates = upstream.where(F.col("run_id").isin(run_ids))
-    wanted = missing.select(*KEYS)
-    return candidates.join(wanted, _same_key(candidates, wanted), "left_semi")
+    # Renamed: ``missing`` comes from ``upstream`` and shares its column ids, so a
+    # condition on the original names would compare each column with itself.
+    wanted = missing.select(F.col("path").alias("_path"), F.col("content_hash").alias("_hash"))
+    return candidates.join(
+        wanted,
+        (candidates["path"] == wanted["_path"])
+        & candidates["content_hash"].eqNullSafe(wanted["_hash"]),
+        "left_semi",
+    )
 
 
 def read_pinned(spark: SparkSession, location: str) -> tuple[DataFrame, int]:

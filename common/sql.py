@@ -3,12 +3,14 @@
     spark-submit $(python -m common.spark --submit-args) common/sql.py \\
         --lakehouse DIR -- "SELECT label, count(*) FROM gold.image_features GROUP BY label"
 
+``--json`` prints every row as one JSON object per line (full values, for scripts);
 ``--summary`` prints rows per layer, rejects by reason and the last runs;
 ``--write-init`` writes ``<lakehouse>/_catalog/register.sql`` for ``spark-sql -i``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("Run Spark SQL on the lakehouse and print the result.")
     parser.add_argument("--summary", action="store_true", help="print the lakehouse summary")
     parser.add_argument("--write-init", action="store_true", help="write the spark-sql -i file")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per row, every row, values not shortened")
     parser.add_argument("query", nargs="?", help="one SQL statement")
     parsed = parse_or_exit(parser, argv, config_from_args)
     if isinstance(parsed, int):
@@ -125,8 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - show the user Spark's own reason
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
+    if args.json:
+        for row in result.toLocalIterator():  # streamed: one partition at a time
+            print(json.dumps(row.asDict(recursive=True), default=_json_value))
+        return EXIT_OK
     print(format_table(result))
     return EXIT_OK
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return str(value)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,18 @@ JOBS = {
 QUICK = ["--set", "spark.shuffle_partitions=2", "--set", "spark.snapshot_partitions=1"]
 
 
-def command(job: str, lakehouse: Path, *args: str, spark_args: tuple[str, ...] = ()) -> str:
-    """A shell line that runs ``job`` with the local profile's spark-submit options."""
+def command(
+    job: str, lakehouse: Path | str, *args: str, spark_args: tuple[str, ...] = (),
+    env_name: str = "local",
+) -> str:
+    """A shell line that runs ``job`` with profile ``env_name``'s spark-submit options."""
     profile = subprocess.run(
-        [sys.executable, "-m", "common.spark", "--submit-args", "--lakehouse", str(lakehouse)],
+        [sys.executable, "-m", "common.spark", "--submit-args", "--env", env_name,
+         "--lakehouse", str(lakehouse)],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.splitlines()
-    argv = [str(VENV_BIN / "spark-submit"), *profile, *spark_args, JOBS[job], "--lakehouse",
-            str(lakehouse), *QUICK, *args]
+    argv = [str(VENV_BIN / "spark-submit"), *profile, *spark_args, JOBS[job], "--env",
+            env_name, "--lakehouse", str(lakehouse), *QUICK, *args]
     # $$ is the new session's leader, so the fault hook can kill the whole group.
     return f"export FRUITS_FAULT_PGID=$$; exec {shlex.join(argv)}"
 
@@ -46,11 +50,12 @@ def environment(fault: str | None = None) -> dict[str, str]:
 
 
 def start(
-    job: str, lakehouse: Path, *args: str, fault: str | None = None,
-    spark_args: tuple[str, ...] = (),
+    job: str, lakehouse: Path | str, *args: str, fault: str | None = None,
+    spark_args: tuple[str, ...] = (), env_name: str = "local",
 ) -> subprocess.Popen:
     return subprocess.Popen(
-        ["bash", "-c", command(job, lakehouse, *args, spark_args=spark_args)], cwd=ROOT,
+        ["bash", "-c", command(job, lakehouse, *args, spark_args=spark_args,
+                               env_name=env_name)], cwd=ROOT,
         env=environment(fault),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
@@ -74,10 +79,11 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 def run(
-    job: str, lakehouse: Path, *args: str, fault: str | None = None,
-    spark_args: tuple[str, ...] = (),
+    job: str, lakehouse: Path | str, *args: str, fault: str | None = None,
+    spark_args: tuple[str, ...] = (), env_name: str = "local",
 ) -> tuple[int, str]:
-    return finish(start(job, lakehouse, *args, fault=fault, spark_args=spark_args))
+    return finish(start(job, lakehouse, *args, fault=fault, spark_args=spark_args,
+                        env_name=env_name))
 
 
 def kill_after(job: str, lakehouse: Path, seconds: float, *args: str) -> tuple[int, str]:

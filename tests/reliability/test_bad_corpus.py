@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 import bronze.job
 from bronze.job import main as bronze_main
 from silver.job import main as silver_main
+from tests import submit
 from tests.imagegen import gradient, jpeg_bytes, png_bytes, write
 
 
@@ -99,3 +101,43 @@ def test_ten_thousand_tiny_files_in_one_folder(spark, lakehouse: Path, tmp_path:
     images, rejects, bronze_paths = tables(spark, lakehouse)
     assert len(bronze_paths) == 10_000 and not rejects
     assert set(images) == bronze_paths and set(images.values()) == {"Tiny"}
+
+
+@pytest.mark.slow
+def test_files_without_read_permission_are_recorded_not_lost(
+    spark, lakehouse: Path, tmp_path: Path
+) -> None:
+    """The jobs run without the right to bypass permissions (as root, which reads
+    everything, with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped). The unreadable
+    file is in bronze with status unreadable and in silver.rejects with that reason; a
+    folder that cannot be listed is reported by name; the readable file goes through;
+    both jobs exit 0."""
+    source = tmp_path / "photos"
+    ok = write(source / "Plum/ok.jpg", jpeg_bytes(gradient(seed=61)))
+    secret = write(source / "Plum/no access.jpg", jpeg_bytes(gradient(seed=62)))
+    write(source / "Locked/inside.jpg", jpeg_bytes(gradient(seed=63)))
+    secret.chmod(0o000)
+    (source / "Locked").chmod(0o000)
+    no_bypass = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                 "--inh-caps", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    try:
+        for job, args in (("bronze", ("--source", str(source))), ("silver", ())):
+            result = subprocess.run(
+                [*no_bypass, "bash", "-c", submit.command(job, lakehouse, *args)],
+                cwd=submit.ROOT, env=submit.environment(), capture_output=True, text=True,
+                timeout=600,
+            )
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            if job == "bronze":
+                assert f"{source / 'Locked'}" in result.stdout + result.stderr  # reported
+    finally:
+        (source / "Locked").chmod(0o755)
+
+    def load(name: str):
+        return spark.read.format("delta").load(str(lakehouse / name))
+
+    assert {r.path: r.status for r in load("bronze/images").collect()} == {
+        f"file:{ok}": "ok", f"file:{secret}": "unreadable"}
+    assert [r.path for r in load("silver/images").collect()] == [f"file:{ok}"]
+    assert {(r.path, r.reason) for r in load("silver/rejects").collect()} == {
+        (f"file:{secret}", "unreadable")}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ def test_a_failed_run_is_logged_and_changes_nothing(
     write(tmp_path / "src/Plum/p.jpg", jpeg_bytes(gradient()))
     assert bronze_main(["--source", str(tmp_path / "src"), "--lakehouse", str(lakehouse)]) == 0
 
-    def broken_append(location: str, rows) -> None:  # noqa: ANN001
+    def broken_append(location: str, rows, run_id=None) -> None:  # noqa: ANN001
         raise RuntimeError("disk controller on fire")
 
     monkeypatch.setattr(silver.job, "append_rows", broken_append)
@@ -81,3 +83,34 @@ def test_failures_name_the_setting_to_change(error: BaseException, words: list[s
     message = explain_failure(error, load_config("local"))
     for word in words:
         assert word in message
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_reported_as_such_and_changes_nothing(
+    spark, tmp_path: Path, capsys
+) -> None:
+    """A real full disk: the lakehouse on a 4 MB tmpfs (mounting needs root, as in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    lakehouse = tmp_path / "small disk"
+    lakehouse.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(lakehouse)],
+                   check=True)
+    try:
+        source = tmp_path / "src"
+        write(source / "Plum/p.jpg", jpeg_bytes(gradient()))
+        assert bronze_main(["--source", str(source), "--lakehouse", str(lakehouse)]) == 0
+        before = {r.path for r in spark.read.format("delta").load(
+            str(lakehouse / "bronze/images")).collect()}
+        for i in range(6):  # incompressible: ~6 MB that cannot fit in what is left
+            write(source / f"Noise/n{i}.png", os.urandom(1_000_000))
+        capsys.readouterr()
+        assert bronze_main(["--source", str(source), "--lakehouse", str(lakehouse)]) == 1
+        err = capsys.readouterr().err
+        assert "out of disk space" in err and str(lakehouse) in err, err[-2000:]
+        after = {r.path for r in spark.read.format("delta").load(
+            str(lakehouse / "bronze/images")).collect()}
+        assert after == before == {f"file:{source / 'Plum/p.jpg'}"}
+    finally:
+        spark.catalog.clearCache()
+        subprocess.run(["umount", "-l", str(lakehouse)], check=False)
