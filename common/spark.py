@@ -91,6 +91,22 @@ def _under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def _make_remote_dir(uri: str, settings: dict[str, str]) -> None:
+    """Create ``uri`` (e.g. the event-log folder on S3) before the SparkContext starts:
+    Spark refuses to start when its event-log folder does not exist, and an object
+    store has no folder until something creates its marker."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()  # spark-submit's JVM, no context yet
+    jvm = SparkContext._jvm
+    hadoop_conf = jvm.org.apache.hadoop.conf.Configuration()
+    for key, value in settings.items():
+        if key.startswith("spark.hadoop."):
+            hadoop_conf.set(key[len("spark.hadoop."):], value)
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    path.getFileSystem(hadoop_conf).mkdirs(path)
+
+
 def build_session(config: Config, app_name: str, *, register: bool = True) -> SparkSession:
     """Create (or return the running) Delta-enabled session for ``config``.
 
@@ -101,6 +117,8 @@ def build_session(config: Config, app_name: str, *, register: bool = True) -> Sp
     """
     if not is_remote(config.event_log_dir):
         local_path(config.event_log_dir).mkdir(parents=True, exist_ok=True)
+    elif _under_spark_submit():
+        _make_remote_dir(config.event_log_dir, spark_settings(config))
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_settings(config).items():
         builder = builder.config(key, value)

@@ -225,11 +225,15 @@ def _publish(spark: SparkSession, folder: Path, target: str) -> None:
         for file in folder.iterdir():
             shutil.copy2(file, destination / file.name)
         return
-    fs, _ = hadoop_fs(spark, target)
-    jvm = spark.sparkContext._jvm
+    # Written through an output stream: S3A's copyFromLocalFile of a single file fails
+    # ("Cannot get relative path") in hadoop-aws 3.4.1.
     for file in folder.iterdir():
-        fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(str(file)),
-                             jvm.org.apache.hadoop.fs.Path(join_path(target, file.name)))
+        fs, hpath = hadoop_fs(spark, join_path(target, file.name))
+        stream = fs.create(hpath, True)
+        try:
+            stream.write(bytearray(file.read_bytes()))
+        finally:
+            stream.close()
 
 
 def main(argv: list[str] | None = None) -> int:
