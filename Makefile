@@ -27,7 +27,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca sql sql-shell demo test test-quick \
-        test-long cluster-test bench history emr-package clean
+        test-long cluster-test s3-test bench history emr-package clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -88,11 +88,14 @@ test: setup ## the test suite (all but the long-marked tests)
 test-quick: setup ## the fast tests only (seconds to a few minutes)
 	$(PY) -m pytest -m "not slow and not long" $(PYTEST_ARGS)
 
-test-long: setup ## the long tests: kills, concurrency, cluster
+test-long: setup ## the long tests: kills, concurrency, cluster, S3
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 cluster-test: setup ## bronze/silver/gold on a standalone master + 2 workers (127.0.0.1)
-	$(PY) -m pytest tests/cluster -m long $(PYTEST_ARGS)
+	$(PY) -m pytest tests/cluster/test_standalone.py -m long $(PYTEST_ARGS)
+
+s3-test: setup ## every layer on a local S3 server (moto, 127.0.0.1) vs a local run
+	$(PY) -m pytest tests/cluster/test_s3.py -m long $(PYTEST_ARGS)
 
 bench: setup ## benchmark on N images (SOURCE= to use your own)
 	$(PY) -m tests.benchmarks.bench --n $(N) $(if $(SOURCE),--source "$(SOURCE)") --env $(ENV)

@@ -123,11 +123,10 @@ def _featurize(
     )
     fault_point("gold:before_write")
     started = time.perf_counter()
-    # Small read splits for the featurizing pass only (silver's row groups are
-    # gold.partition_bytes, see silver.job): tasks of ~100 images keep both cores busy.
-    with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(config.gold.partition_bytes)), \
-            session_conf(spark, "spark.sql.files.openCostInBytes",
-                         str(config.gold.partition_bytes // 4)):
+    split = _split_bytes(spark, config, run.rows_in)
+    run.details["split_bytes"] = split
+    with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(split)), \
+            session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)):
         append_rows(location, rows, run.run_id)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")
@@ -145,6 +144,20 @@ def _featurize(
         run.rows_out, run.model_seconds, run.rows_out / max(run.model_seconds, 1e-9),
         metrics.engine_builds.value, metrics.model_calls.value,
     )
+
+
+def _split_bytes(spark: SparkSession, config: Config, rows: int) -> int:
+    """Read-split size of the featurizing pass: about 4 tasks per core for this run's
+    images, never below gold.partition_bytes (silver's row-group size, see silver.job,
+    so a small increment still spreads over every core) nor above 128 MB (a large run
+    makes few big tasks: each task costs a Python round trip; measured on 2,020 images,
+    8 MB splits 140 img/s, 64 MB 155)."""
+    location = SILVER_IMAGES.location(config.lakehouse)
+    size = DeltaTable.forPath(spark, location).detail().first()["sizeInBytes"]
+    total_rows = spark.read.format("delta").load(location).count()
+    work_bytes = rows * size // max(total_rows, 1)
+    tasks = 4 * spark.sparkContext.defaultParallelism
+    return int(min(128 << 20, max(config.gold.partition_bytes, work_bytes // tasks)))
 
 
 def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> str:

@@ -12,7 +12,8 @@ One run, on the same images and the same 2 cores:
    gold's throughput from its run log, a no-op rerun per job, 1% new images on top:
    once as three jobs, once more (another 1%) as ``make pipeline``'s one application
    (common/pipeline.py without PCA, the same three layers);
-4. peak memory of the whole process tree, silver bytes per image.
+4. peak memory of the whole process tree (PSS, with the largest processes), silver
+   bytes per image.
 
 Prints a table and writes every figure to ``bench-results/bench-<n>.json``. Images: the
 Fruits-360 sample beside the repository (``../shared/data/fruits360-sample``), replicated
@@ -67,10 +68,13 @@ def add_new(source: Path, count: int, tag: str) -> None:
 
 
 class PeakMemory:
-    """Samples the summed RSS of this process's descendants (every 0.25 s)."""
+    """Samples the memory of this process's descendants every 0.25 s: the sum of their
+    PSS (proportional set size: a page shared by forked Python workers counts once, not
+    once per worker as summed RSS would), and which processes held it at the peak."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.at_peak: list[tuple[str, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -85,33 +89,49 @@ class PeakMemory:
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss(me))
+            sizes = _tree_pss(me)
+            total = sum(size for _, size in sizes)
+            if total > self.peak:
+                self.peak = total
+                self.at_peak = sorted(sizes, key=lambda s: -s[1])[:6]
             time.sleep(0.25)
 
 
-def _tree_rss(root: int) -> int:
+def _pss(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as handle:
+        for line in handle:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tree_pss(root: int) -> list[tuple[str, int]]:
+    """(short command, PSS bytes) of every descendant of ``root``."""
     parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
+    names: dict[int, str] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            parents[int(entry)] = int(fields[1])
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+                head, tail = handle.read().rsplit(")", 1)
+            parents[int(entry)] = int(tail.split()[1])
+            names[int(entry)] = head.split("(", 1)[1]
         except (OSError, IndexError, ValueError):
             continue
-    total, stack = 0, [root]
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
+    sizes, stack = [], [root]
     while stack:
         pid = stack.pop()
         for child in children.get(pid, []):
-            total += rss.get(child, 0)
+            try:
+                sizes.append((f"{names[child]}[{child}]", _pss(child)))
+            except OSError:
+                pass
             stack.append(child)
-    return total
+    return sizes
 
 
 def submit(job: str, lakehouse: Path, *args: str, env_name: str = "local") -> float:
@@ -278,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         figures["one_percent_one_app"] = {"images": increment, "seconds": round(one_app, 1),
                                           "share_of_full": round(one_app / full, 3)}
     figures["peak_memory_gb"] = round(memory.peak / 1e9, 2)
+    figures["peak_memory_processes"] = [(name, round(size / 1e9, 2))
+                                        for name, size in memory.at_peak]
+    print(f"peak memory {figures['peak_memory_gb']} GB (PSS): {figures['peak_memory_processes']}",
+          flush=True)
     silver_bytes = sum(p.stat().st_size for p in (lakehouse / "silver/images").glob("*.parquet"))
     figures["silver_bytes_per_image"] = round(silver_bytes / max(figures["gold"]["rows"], 1))
 
@@ -325,7 +349,7 @@ def print_table(f: dict) -> None:
             f"{f['one_percent_one_app']['seconds']} s = "
             f"{100 * f['one_percent_one_app']['share_of_full']:.1f}% of full")]
           if "one_percent_one_app" in f else []),
-        ("peak memory, all processes", f"{f.get('peak_memory_gb', '-')} GB"),
+        ("peak memory, all processes (PSS)", f"{f.get('peak_memory_gb', '-')} GB"),
         ("silver bytes per image", f.get("silver_bytes_per_image", "-")),
     ]
     width = max(len(str(a)) for a, _ in rows)
