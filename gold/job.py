@@ -116,7 +116,6 @@ def _featurize(
     features = features_udf(
         broadcast, identity, config.gold.engine, config.gold.batch_size, threads, metrics
     )
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", config.gold.arrow_batch_size)
     now = datetime.now(timezone.utc)
     rows = work.transform(with_features(features)).transform(
         to_gold_rows(identity, run.run_id, now)
@@ -126,7 +125,9 @@ def _featurize(
     split = _split_bytes(spark, config, run.rows_in)
     run.details["split_bytes"] = split
     with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(split)), \
-            session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)):
+            session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)), \
+            session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
+                         str(config.gold.arrow_batch_size)):
         append_rows(location, rows, run.run_id)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")

@@ -24,7 +24,7 @@ from common.images import DecodeLimits
 from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table
+from common.spark import ensure_table, is_delta_table, session_conf
 from common.tables import BRONZE_IMAGES, SILVER_IMAGES, SILVER_REJECTS
 from silver.transform import (
     accepted_images,
@@ -62,12 +62,16 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
     # Decoded once and checkpointed to local disk (150 KB a row) for the two appends.
     # A checkpoint, not a cache: appending to silver would invalidate a cached plan
     # that reads silver, and the images would be decoded again.
-    work = (
-        pending(bronze, done)
-        .transform(with_label_from_path)
-        .transform(with_decoded_image(limits))
-        .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
-    )
+    # Rows per Arrow batch handed to the decoding UDF: each decoded row is 150 KB, so
+    # Spark's default (10,000 rows) would hold 1.5 GB per Python worker.
+    with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
+                      str(config.silver.arrow_batch_size)):
+        work = (
+            pending(bronze, done)
+            .transform(with_label_from_path)
+            .transform(with_decoded_image(limits))
+            .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
+        )
     counts = {r["ok"]: r["count"] for r in work.groupBy("decoded.ok").count().collect()}
     run.rows_out, run.rows_rejected = counts.get(True, 0), counts.get(False, 0)
     run.rows_in = run.rows_out + run.rows_rejected
