@@ -317,9 +317,14 @@ def read_text(spark: SparkSession, path: str) -> str | None:
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write a small text file through Hadoop's FileSystem (overwrites)."""
+    write_bytes(spark, path, text.encode("utf-8"))
+
+
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """Write a small file through Hadoop's FileSystem (local or s3a; overwrites)."""
     fs, hpath = hadoop_fs(spark, path)
     stream = fs.create(hpath, True)
     try:
-        stream.write(bytearray(text.encode("utf-8")))
+        stream.write(bytearray(data))
     finally:
         stream.close()

@@ -35,7 +35,14 @@ from common.config import Config, ConfigError, is_remote, join_path, local_path
 from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, hadoop_fs, is_delta_table, read_text, write_text
+from common.spark import (
+    ensure_table,
+    hadoop_fs,
+    is_delta_table,
+    read_text,
+    write_bytes,
+    write_text,
+)
 from common.tables import GOLD_FEATURES, GOLD_PCA
 from gold.pca import (
     PcaFit,
@@ -228,12 +235,7 @@ def _publish(spark: SparkSession, folder: Path, target: str) -> None:
     # Written through an output stream: S3A's copyFromLocalFile of a single file fails
     # ("Cannot get relative path") in hadoop-aws 3.4.1.
     for file in folder.iterdir():
-        fs, hpath = hadoop_fs(spark, join_path(target, file.name))
-        stream = fs.create(hpath, True)
-        try:
-            stream.write(bytearray(file.read_bytes()))
-        finally:
-            stream.close()
+        write_bytes(spark, join_path(target, file.name), file.read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:
