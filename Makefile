@@ -18,10 +18,12 @@ JARS := .ivy/jars/.fetched
 
 # The spark-submit line of every job: the profile's options (master, memory, Delta jars,
 # settings) come from `python -m common.spark --submit-args`, so conf/$(ENV).yaml is the
-# one place they are defined. SPARK_ARGS come last and win (e.g. --master spark://...).
+# one place they are defined; it also reads JOB_ARGS' --set overrides, so that
+# JOB_ARGS="--set spark.driver_memory=8g" reaches the JVM, which starts before the job.
+# SPARK_ARGS come last and win (e.g. --master spark://...).
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
-PROFILE_ARGS = mapfile -t PROFILE < <($(PY) -m common.spark --submit-args --env $(ENV) --lakehouse "$(LAKEHOUSE)") || exit 2;
+PROFILE_ARGS = mapfile -t PROFILE < <($(PY) -m common.spark --submit-args --env $(ENV) --lakehouse "$(LAKEHOUSE)" $(JOB_ARGS)); [ -n "$${PROFILE[0]:-}" ] || exit 2;
 SUBMIT = $(PROFILE_ARGS) $(VENV)/bin/spark-submit "$${PROFILE[@]}" $(SPARK_ARGS)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -163,6 +164,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, file: Path) -> None:
+    if dotted.startswith("spark.extra."):
+        # The rest is one Spark key, dots included: spark.extra.spark.executor.cores=2
+        spark = dict(raw.get("spark") or {})
+        spark["extra"] = {**(spark.get("extra") or {}), dotted[len("spark.extra."):]: value}
+        raw["spark"] = spark
+        return
     node = raw
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -226,6 +233,16 @@ def _coerce(hint: Any, value: Any, file: str, key: str) -> Any:
     raise ConfigError(f"{file}: {key}: unsupported type {hint!r}")  # pragma: no cover
 
 
+MIN_JVM_MEMORY = 512 * 1024**2
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def memory_bytes(text: Any) -> int | None:
+    """A JVM/Spark memory size ("512m", "4g", "1024k") in bytes; None if not one."""
+    match = re.fullmatch(r"\s*(\d+)\s*([bkmgt]?)b?\s*", str(text).lower())
+    return int(match.group(1)) * _UNITS[match.group(2)] if match else None
+
+
 def _validate(config: Config, file: str) -> Config:
     def positive(key: str, value: int) -> None:
         if value <= 0:
@@ -250,6 +267,18 @@ def _validate(config: Config, file: str) -> Config:
         ("pca.plot_sample", config.pca.plot_sample),
     ]:
         positive(key, value)
+    for key, value in [("spark.driver_memory", config.spark.driver_memory),
+                       ("spark.executor_memory", config.spark.executor_memory)]:
+        size = memory_bytes(value)
+        if size is None:
+            raise ConfigError(
+                f"{file}: {key} must be a JVM memory size such as 512m or 4g, got {value!r}"
+            )
+        if size < MIN_JVM_MEMORY:
+            raise ConfigError(
+                f"{file}: {key} is {value}; Spark needs at least 512m (it keeps 300 MB for "
+                "itself and refuses to start below 1.5 times that)"
+            )
     if config.gold.inference_threads < 0:
         raise ConfigError(f"{file}: gold.inference_threads must be 0 (auto) or more")
     if config.gold.engine not in ENGINES:

@@ -117,14 +117,52 @@ def job_lock(config: Config, job: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def explain_failure(exc: BaseException, config: Config) -> str:
+# What holds memory in each job, so an out-of-memory message names the setting to lower.
+MEMORY_SETTINGS = {
+    "bronze": "bronze.max_file_bytes (files up to this size are read whole into memory)",
+    "silver": "silver.arrow_batch_size (images per batch handed to the decoder) or "
+              "silver.max_pixels (the largest image decoded)",
+    "gold": "gold.arrow_batch_size (images per batch handed to the model) or "
+            "gold.batch_size (images per model call)",
+    "pca": "pca.plot_sample (rows collected for the plot)",
+}
+_JVM_GONE = ("Py4JNetworkError", "Answer from Java side is empty", "Connection refused",
+             "Error while sending or receiving", "Error while receiving")
+
+
+def explain_failure(exc: BaseException, config: Config, job: str = "") -> str:
     """A user-facing reason for a failed run, naming the setting to change."""
     text = f"{type(exc).__name__}: {exc}"
-    if "OutOfMemoryError" in text or isinstance(exc, MemoryError) or "MemoryError" in text:
+    lower = MEMORY_SETTINGS.get(job, "the Arrow batch sizes (silver/gold.arrow_batch_size)")
+    profile = f"conf/{config.env}.yaml"
+    if "OutOfMemoryError" in text:
         return (
-            "out of memory. Lower gold.arrow_batch_size / silver.arrow_batch_size "
-            "(rows per Arrow batch) or raise spark.driver_memory / spark.executor_memory "
-            f"in conf/{config.env}.yaml (or --set). Cause: {_short(text)}"
+            f"out of memory in the Spark JVM (Java heap). Raise spark.driver_memory (in local "
+            f"mode the executors run in the driver's JVM) / spark.executor_memory in {profile} "
+            f"or with --set (given to `make` as JOB_ARGS, so it reaches the JVM at start), or "
+            f"lower {lower}. Cause: {_short(text)}"
+        )
+    if isinstance(exc, MemoryError) or "MemoryError" in text:
+        return (
+            f"out of memory in a Python worker. Lower {lower}, or give the workers more "
+            f"memory (spark.extra.spark.executor.pyspark.memory in {profile} caps each "
+            f"worker when set; otherwise the machine's memory is the limit). "
+            f"Cause: {_short(text)}"
+        )
+    if "Python worker exited unexpectedly" in text or "crashed" in text.lower() and (
+        "python" in text.lower()
+    ):
+        return (
+            f"a Python worker died during the run: the system kills one when memory runs "
+            f"out (see `dmesg`), or it crashed. Lower {lower}, or run fewer tasks at once "
+            f"(spark.master local[1]). Cause: {_short(text)}"
+        )
+    if any(marker in text for marker in _JVM_GONE):
+        return (
+            f"the Spark JVM stopped during the run, so nothing of this run was committed. "
+            f"It stops like this when it runs out of memory (look above for "
+            f"java.lang.OutOfMemoryError; then raise spark.driver_memory in {profile} or "
+            f"with --set, or lower {lower}) or when it is killed. Cause: {_short(text)}"
         )
     if "No space left on device" in text or "ENOSPC" in text:
         return (
@@ -187,9 +225,13 @@ def run_layer(
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_LAKEHOUSE
             except Exception as exc:  # noqa: BLE001 - recorded and reported
-                run.finish("failed", explain_failure(exc, config))
+                run.finish("failed", explain_failure(exc, config, job))
                 log.exception("%s run %s failed", job, run.run_id)
-                write_run(spark, config, run)
+                try:
+                    write_run(spark, config, run)
+                except Exception as lost:  # noqa: BLE001 - e.g. the JVM is gone
+                    log.error("this failed run could not be recorded in ops.runs: %s",
+                              _short(f"{type(lost).__name__}: {lost}", 300))
                 print(f"error: {job} failed: {run.error}", file=sys.stderr)
                 return EXIT_FAILED
             write_run(spark, config, run)

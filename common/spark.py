@@ -24,7 +24,15 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from common.config import Config, is_remote, load_config, local_path
+from common.config import (
+    Config,
+    ConfigError,
+    is_remote,
+    load_config,
+    local_path,
+    memory_bytes,
+    parse_override,
+)
 from common.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -68,11 +76,30 @@ def spark_settings(config: Config) -> dict[str, str]:
         "spark.eventLog.dir": config.event_log_dir,
         "spark.executor.memory": config.spark.executor_memory,
         "spark.driver.extraJavaOptions": " ".join(
-            [f"-Dlog4j2.configurationFile={LOG4J_CONF}", *config.spark.driver_java_options.split()]
+            [f"-Dlog4j2.configurationFile={LOG4J_CONF}", *config.spark.driver_java_options.split(),
+             _on_out_of_memory(config)]
         ),
     }
+    if config.spark.master.startswith("local"):
+        # The executor is the driver's JVM: by default an OutOfMemoryError in a task kills
+        # it, and the run could neither record its failure nor say why. With 0 the task
+        # fails, its memory is freed and the job reports the error (jobs.explain_failure).
+        settings["spark.executor.killOnFatalError.depth"] = "0"
     settings.update(config.spark.extra)
     return settings
+
+
+def _on_out_of_memory(config: Config) -> str:
+    """A JVM option that prints what to change when the driver's JVM runs out of heap,
+    whichever thread it hits (even one whose error ends the JVM before Python can speak)."""
+    message = (
+        f"error: the Spark driver JVM ran out of memory (Java heap, spark.driver_memory="
+        f"{config.spark.driver_memory}). Raise spark.driver_memory in conf/{config.env}.yaml "
+        f"or with --set spark.driver_memory=... (make: JOB_ARGS=...), or lower what one task "
+        f"holds: silver/gold.arrow_batch_size, bronze.max_file_bytes."
+    )
+    assert not set(message) & set("'\"%;"), message  # quoted once for the JVM, once for sh
+    return f"-XX:OnOutOfMemoryError=\"echo '{message}' >&2\""
 
 
 def submit_args(config: Config) -> list[str]:
@@ -107,6 +134,17 @@ def _make_remote_dir(uri: str, settings: dict[str, str]) -> None:
     path.getFileSystem(hadoop_conf).mkdirs(path)
 
 
+def _warn_if_driver_memory_differs(spark: SparkSession, config: Config) -> None:
+    # The JVM's heap is fixed before Python runs: a --set given to the job alone is late.
+    running = spark.sparkContext.getConf().get("spark.driver.memory", "1g")
+    if memory_bytes(running) != memory_bytes(config.spark.driver_memory):
+        log.warning(
+            "spark.driver_memory is %s in this run's settings but the JVM started with %s: "
+            "give the --set to `python -m common.spark --submit-args` too (make does it "
+            "with JOB_ARGS)", config.spark.driver_memory, running,
+        )
+
+
 def build_session(config: Config, app_name: str, *, register: bool = True) -> SparkSession:
     """Create (or return the running) Delta-enabled session for ``config``.
 
@@ -135,6 +173,8 @@ def build_session(config: Config, app_name: str, *, register: bool = True) -> Sp
             )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if _under_spark_submit():
+        _warn_if_driver_memory_differs(spark, config)
     if register:
         register_tables(spark, config.lakehouse)
     return spark
@@ -265,8 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submit-args", action="store_true", help="print spark-submit options")
     parser.add_argument("--env", default="local")
     parser.add_argument("--lakehouse", default=None)
-    args = parser.parse_args(argv)
-    config = load_config(args.env)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="the job's own overrides (spark.driver_memory=8g is applied "
+                             "when the JVM starts, so it must be given here too)")
+    # A job's other options (--rebuild, --source, ...) may ride along; they are not ours.
+    args, _ = parser.parse_known_args(argv)
+    try:
+        config = load_config(args.env, dict(parse_override(s) for s in args.set))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.lakehouse:
         from common.config import with_cli_values
 

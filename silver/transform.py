@@ -42,6 +42,10 @@ def decode_batch(contents: pd.Series, limits: DecodeLimits) -> pd.DataFrame:
             rows.append((True, None, None, image.width, image.height, image.mode, image.pixels))
         except ImageRejected as exc:
             rows.append((False, exc.reason, str(exc)[:MAX_ERROR_CHARS], None, None, None, None))
+        except MemoryError:
+            # Not the file's fault: the run fails (out of memory, with the setting to
+            # change) and the image is decoded by the next run instead of quarantined.
+            raise
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop the run
             error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
             rows.append((False, "corrupt", error, None, None, None, None))

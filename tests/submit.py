@@ -30,7 +30,7 @@ def command(
     """A shell line that runs ``job`` with profile ``env_name``'s spark-submit options."""
     profile = subprocess.run(
         [sys.executable, "-m", "common.spark", "--submit-args", "--env", env_name,
-         "--lakehouse", str(lakehouse)],
+         "--lakehouse", str(lakehouse), *QUICK, *args],  # as the Makefile: --set reaches the JVM
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.splitlines()
     argv = [str(VENV_BIN / "spark-submit"), *profile, *spark_args, JOBS[job], "--env",

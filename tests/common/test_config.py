@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from common.config import CONF_DIR, ConfigError, available_profiles, load_config, parse_override
+from common.spark import main as spark_main
 
 
 def test_local_profile_loads_with_absolute_paths(tmp_path: Path, monkeypatch) -> None:
@@ -38,6 +39,26 @@ def test_every_profile_has_the_same_keys() -> None:
         assert shape == first, f"{profile} differs from local: {shape ^ first}"
 
 
+def test_spark_extra_overrides_keep_dotted_spark_keys() -> None:
+    config = load_config("local", dict([
+        parse_override("spark.extra.spark.executor.pyspark.memory=1g"),
+        parse_override("spark.driver_memory=6g")]))
+    assert config.spark.extra["spark.executor.pyspark.memory"] == "1g"
+    assert config.spark.driver_memory == "6g"
+
+
+def test_submit_args_apply_the_jobs_set_overrides(capsys) -> None:
+    """The JVM starts before the job: `--submit-args` reads the job's --set (and ignores
+    its other options), so the memory given on the command line is the JVM's."""
+    assert spark_main(["--submit-args", "--env", "local", "--set", "spark.driver_memory=3g",
+                       "--rebuild", "--set", "spark.extra.spark.foo.bar=7"]) == 0
+    args = capsys.readouterr().out.splitlines()
+    assert args[args.index("--driver-memory") + 1] == "3g"
+    assert "spark.foo.bar=7" in args
+    assert spark_main(["--submit-args", "--set", "spark.driver_memory=64m"]) == 2
+    assert "spark.driver_memory is 64m; Spark needs at least 512m" in capsys.readouterr().err
+
+
 def test_overrides_are_typed() -> None:
     config = load_config("local", dict([parse_override("gold.batch_size=32"),
                                         parse_override("bronze.extensions=[tif]")]))
@@ -54,6 +75,9 @@ def test_overrides_are_typed() -> None:
         ({"gold.engine": "torch"}, "gold.engine must be one of onnx, tensorflow"),
         ({"pca.variance": 1.5}, "pca.variance must be in (0, 1]"),
         ({"nosuch.key": 1}, "unknown setting 'nosuch.key'"),
+        ({"spark.driver_memory": "lots"}, "spark.driver_memory must be a JVM memory size"),
+        ({"spark.executor_memory": "256m"}, "spark.executor_memory is 256m; Spark needs at "
+                                            "least 512m"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: dict, message: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import silver.job
 from bronze.job import main as bronze_main
@@ -15,6 +18,7 @@ from common.config import load_config
 from common.jobs import explain_failure
 from silver.job import main as silver_main
 from tests.imagegen import gradient, jpeg_bytes, write
+from tests.submit import finish, start
 
 
 def runs(spark, lakehouse: Path) -> list:
@@ -69,20 +73,67 @@ def test_a_delta_table_with_other_columns_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("error", "words"),
+    ("job", "error", "words"),
     [
-        (RuntimeError("java.lang.OutOfMemoryError: Java heap space"),
-         ["out of memory", "gold.arrow_batch_size", "spark.driver_memory"]),
-        (MemoryError(), ["out of memory", "silver.arrow_batch_size"]),
-        (OSError(28, "No space left on device"), ["out of disk space", "spark.local.dir"]),
-        (RuntimeError("io.delta.exceptions.ConcurrentAppendException: Files were added"),
+        ("gold", RuntimeError("java.lang.OutOfMemoryError: Java heap space"),
+         ["out of memory in the Spark JVM", "gold.arrow_batch_size", "spark.driver_memory"]),
+        ("bronze", RuntimeError("java.lang.OutOfMemoryError: Java heap space"),
+         ["out of memory in the Spark JVM", "bronze.max_file_bytes", "spark.driver_memory"]),
+        ("silver", MemoryError(), ["out of memory in a Python worker", "silver.arrow_batch_size",
+                                   "spark.executor.pyspark.memory"]),
+        ("gold", RuntimeError("org.apache.spark.SparkException: Python worker exited "
+                              "unexpectedly (crashed)"),
+         ["Python worker died", "memory runs out", "gold.arrow_batch_size"]),
+        ("silver", RuntimeError("py4j.protocol.Py4JNetworkError: Answer from Java side is "
+                                "empty"),
+         ["Spark JVM stopped", "OutOfMemoryError", "spark.driver_memory",
+          "silver.arrow_batch_size"]),
+        ("bronze", OSError(28, "No space left on device"), ["out of disk space", "spark.local.dir"]),
+        ("gold", RuntimeError("io.delta.exceptions.ConcurrentAppendException: Files were added"),
          ["another process changed the same table", "Run the job again"]),
     ],
 )
-def test_failures_name_the_setting_to_change(error: BaseException, words: list[str]) -> None:
-    message = explain_failure(error, load_config("local"))
+def test_failures_name_the_setting_to_change(
+    job: str, error: BaseException, words: list[str]
+) -> None:
+    message = explain_failure(error, load_config("local"), job)
     for word in words:
-        assert word in message
+        assert word in message, message
+
+
+@pytest.mark.slow
+def test_a_real_out_of_memory_is_reported_as_such_and_changes_nothing(
+    spark, tmp_path: Path
+) -> None:
+    """Bronze with the smallest heap Spark accepts and 10 files of 40 MB: the JVM runs out
+    of heap. The run says so, names the settings, is logged as failed and writes nothing;
+    the same run with the profile's memory then ingests every file."""
+    lakehouse = tmp_path / "lakehouse"
+    source = tmp_path / "src"
+    contents = {}
+    for i in range(10):  # random bytes: bronze reads any file by its name's ending
+        contents[f"file:{source / f'Big/b{i}.png'}"] = data = os.urandom(40 * 1024**2)
+        write(source / f"Big/b{i}.png", data)
+    code, out = finish(start("bronze", lakehouse, "--source", str(source),
+                             "--set", "spark.driver_memory=512m"))
+    assert code == 1, out[-3000:]
+    error = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert error and "bronze failed: out of memory in the Spark JVM" in error[-1], out[-3000:]
+    assert "spark.driver_memory" in error[-1] and "bronze.max_file_bytes" in error[-1]
+    # printed by the JVM itself (-XX:OnOutOfMemoryError), whichever thread ran out
+    assert "error: the Spark driver JVM ran out of memory (Java heap, spark.driver_memory=512m)" \
+        in out
+    logged = runs(spark, lakehouse)
+    assert [(r.job, r.status) for r in logged] == [("bronze", "failed")]
+    assert "out of memory" in logged[0].error and logged[0].rows_out == 0
+    images = str(lakehouse / "bronze" / "images")
+    assert spark.read.format("delta").load(images).count() == 0
+
+    code, out = finish(start("bronze", lakehouse, "--source", str(source)))
+    assert code == 0, out[-3000:]
+    ingested = spark.read.format("delta").load(images).select("path", "content_hash").collect()
+    assert {r.path: r.content_hash for r in ingested} == {
+        path: hashlib.sha256(data).hexdigest() for path, data in contents.items()}
 
 
 @pytest.mark.slow
@@ -114,3 +165,38 @@ def test_a_full_disk_is_reported_as_such_and_changes_nothing(
     finally:
         spark.catalog.clearCache()
         subprocess.run(["umount", "-l", str(lakehouse)], check=False)
+
+
+@pytest.mark.slow
+def test_a_python_worker_out_of_memory_fails_the_run_and_loses_no_image(
+    spark, tmp_path: Path
+) -> None:
+    """Silver with each Python worker capped at 700 MB (spark.executor.pyspark.memory)
+    and an 8000x8000 PNG (192 MB decoded, under silver.max_pixels): the decoder runs out
+    of memory. That is not the file's fault, so the image is not quarantined: the run
+    fails, says what to change, writes nothing; the next run without the cap decodes it."""
+    lakehouse = tmp_path / "lakehouse"
+    source = tmp_path / "src"
+    ramp = np.tile(np.linspace(0, 255, 8000, dtype=np.uint8), (8000, 1))
+    huge = source / "Huge/h.png"
+    huge.parent.mkdir(parents=True)
+    Image.fromarray(np.stack([ramp] * 3, axis=-1)).save(huge)
+    write(source / "Plum/p.jpg", jpeg_bytes(gradient()))
+    assert finish(start("bronze", lakehouse, "--source", str(source)))[0] == 0
+
+    code, out = finish(start("silver", lakehouse,
+                             "--set", "spark.extra.spark.executor.pyspark.memory=700m"))
+    assert code == 1, out[-3000:]
+    error = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert error and "silver failed: out of memory in a Python worker" in error[-1], out[-3000:]
+    assert "silver.arrow_batch_size" in error[-1] and "pyspark.memory" in error[-1]
+    assert [(r.job, r.status) for r in runs(spark, lakehouse)] == [
+        ("bronze", "succeeded"), ("silver", "failed")]
+    for table in ("silver/images", "silver/rejects"):
+        assert spark.read.format("delta").load(str(lakehouse / table)).count() == 0
+
+    assert finish(start("silver", lakehouse))[0] == 0
+    images = spark.read.format("delta").load(str(lakehouse / "silver/images"))
+    decoded = {r.path: (r.label, r.width, r.height) for r in images.collect()}
+    assert decoded == {f"file:{huge}": ("Huge", 8000, 8000),
+                       f"file:{source / 'Plum/p.jpg'}": ("Plum", *gradient().size)}
