@@ -126,7 +126,8 @@ MEMORY_SETTINGS = {
             "gold.batch_size (images per model call)",
     "pca": "pca.plot_sample (rows collected for the plot)",
 }
-_JVM_GONE = ("Py4JNetworkError", "Answer from Java side is empty", "Connection refused",
+# What py4j raises in the Python driver when the JVM at the other end is gone.
+_JVM_GONE = ("Py4JNetworkError", "Answer from Java side is empty",
              "Error while sending or receiving", "Error while receiving")
 
 
@@ -157,7 +158,7 @@ def explain_failure(exc: BaseException, config: Config, job: str = "") -> str:
             f"out (see `dmesg`), or it crashed. Lower {lower}, or run fewer tasks at once "
             f"(spark.master local[1]). Cause: {_short(text)}"
         )
-    if any(marker in text for marker in _JVM_GONE):
+    if isinstance(exc, ConnectionRefusedError) or any(m in text for m in _JVM_GONE):
         return (
             f"the Spark JVM stopped during the run, so nothing of this run was committed. "
             f"It stops like this when it runs out of memory (look above for "

@@ -47,6 +47,8 @@ def replicate(sample: Path, target: Path, n: int) -> Path:
         raise SystemExit(f"no images under {sample}")
     marker = target / ".complete"
     if marker.exists() and marker.read_text() == str(n):
+        for added in target.rglob("*_new*"):  # a previous run's 1% increment
+            added.unlink()
         return target
     shutil.rmtree(target, ignore_errors=True)
     for i in range(n):
@@ -57,6 +59,22 @@ def replicate(sample: Path, target: Path, n: int) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.link(original, destination)
     marker.write_text(str(n))
+    return target
+
+
+def link_tree(source: Path, target: Path) -> Path:
+    """A copy of ``source``'s image tree under ``target`` (hard links; copies across disks)."""
+    if not source.is_dir():
+        raise SystemExit(f"SOURCE {source} is not a folder")
+    shutil.rmtree(target, ignore_errors=True)
+    for path in source.rglob("*"):
+        if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, destination)
+            except OSError:
+                shutil.copy2(path, destination)
     return target
 
 
@@ -248,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         figures["notebook"] = notebook_baseline(Path(figures["source"]), args.weights, workdir)
         return finish(figures, target)
-    source = args.source.resolve() if args.source else replicate(SAMPLE, workdir / f"fruits-{args.n}", args.n)
+    # The 1% increments add files: always to a linked copy, never to the user's SOURCE.
+    source = (link_tree(args.source.resolve(), workdir / "source") if args.source
+              else replicate(SAMPLE, workdir / f"fruits-{args.n}", args.n))
     n = sum(1 for p in source.rglob("*")
             if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     lakehouse = workdir / f"lakehouse-{n}"
