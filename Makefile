@@ -90,7 +90,7 @@ test: setup ## the test suite (all but the long-marked tests)
 test-quick: setup ## the fast tests only (seconds to a few minutes)
 	$(PY) -m pytest -m "not slow and not long" $(PYTEST_ARGS)
 
-test-long: setup ## the long tests: kills, concurrency, cluster, S3
+test-long: setup ## the long tests: kills, concurrency, out of memory, cluster, S3
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 cluster-test: setup ## bronze/silver/gold on a standalone master + 2 workers (127.0.0.1)

@@ -101,7 +101,7 @@ def test_failures_name_the_setting_to_change(
         assert word in message, message
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_real_out_of_memory_is_reported_as_such_and_changes_nothing(
     spark, tmp_path: Path
 ) -> None:
@@ -167,7 +167,7 @@ def test_a_full_disk_is_reported_as_such_and_changes_nothing(
         subprocess.run(["umount", "-l", str(lakehouse)], check=False)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_python_worker_out_of_memory_fails_the_run_and_loses_no_image(
     spark, tmp_path: Path
 ) -> None:
