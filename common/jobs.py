@@ -150,8 +150,8 @@ def explain_failure(exc: BaseException, config: Config, job: str = "") -> str:
             f"worker when set; otherwise the machine's memory is the limit). "
             f"Cause: {_short(text)}"
         )
-    if "Python worker exited unexpectedly" in text or "crashed" in text.lower() and (
-        "python" in text.lower()
+    if "Python worker exited unexpectedly" in text or (
+        "crashed" in text.lower() and "python" in text.lower()
     ):
         return (
             f"a Python worker died during the run: the system kills one when memory runs "

@@ -39,10 +39,15 @@ OUT = ROOT / "bench-results"
 PY = sys.executable
 
 
+def image_files(root: Path) -> list[Path]:
+    """The files under ``root`` that the pipeline ingests (its default extensions)."""
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
 def replicate(sample: Path, target: Path, n: int) -> Path:
     """``n`` images under ``target``: the sample's, then copies under new names."""
-    files = sorted(p for p in sample.rglob("*")
-                   if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = image_files(sample)
     if not files:
         raise SystemExit(f"no images under {sample}")
     marker = target / ".complete"
@@ -67,14 +72,13 @@ def link_tree(source: Path, target: Path) -> Path:
     if not source.is_dir():
         raise SystemExit(f"SOURCE {source} is not a folder")
     shutil.rmtree(target, ignore_errors=True)
-    for path in source.rglob("*"):
-        if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg", ".png"):
-            destination = target / path.relative_to(source)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, destination)
-            except OSError:
-                shutil.copy2(path, destination)
+    for path in image_files(source):
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except OSError:
+            shutil.copy2(path, destination)
     return target
 
 
@@ -269,8 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     # The 1% increments add files: always to a linked copy, never to the user's SOURCE.
     source = (link_tree(args.source.resolve(), workdir / "source") if args.source
               else replicate(SAMPLE, workdir / f"fruits-{args.n}", args.n))
-    n = sum(1 for p in source.rglob("*")
-            if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    n = len(image_files(source))
     lakehouse = workdir / f"lakehouse-{n}"
     shutil.rmtree(lakehouse, ignore_errors=True)
     shutil.rmtree(workdir / "notebook-features", ignore_errors=True)
