@@ -29,13 +29,13 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca sql sql-shell demo test test-quick \
-        test-long cluster-test s3-test bench history emr-package clean
+        test-long cluster-test s3-test bench history emr-package clean jvm-archive
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-setup: $(STAMP) $(JARS) ## create .venv, install, fetch the Delta jars (once; quiet when done)
-	@true
+setup: $(STAMP) $(JARS) ## create .venv, install, fetch the Delta jars, build the JVM class archive (once; quiet when done)
+	@$(PY) -m common.jvm --build
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,6 +80,9 @@ sql-shell: setup ## interactive spark-sql shell with the lakehouse tables regist
 	  --conf spark.sql.catalogImplementation=hive \
 	  --conf spark.hadoop.javax.jdo.option.ConnectionURL='jdbc:derby:memory:metastore;create=true' \
 	  -i $(LAKEHOUSE)/_catalog/register.sql $(SQL_ARGS)
+
+jvm-archive: $(STAMP) $(JARS) ## rebuild the JVM class archive that speeds up every job's start (common/jvm.py)
+	$(PY) -m common.jvm --force
 
 demo: setup ## (re)generate the demo image set in DEMO_DIR
 	$(PY) -m common.demo --out $(DEMO_DIR)

@@ -33,13 +33,12 @@ from common.config import (
     memory_bytes,
     parse_override,
 )
+from common.jvm import IVY_DIR, PROJECT_ROOT, archive_option, delta_jars
 from common.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
 
 DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-IVY_DIR = PROJECT_ROOT / ".ivy"
 LOG4J_CONF = PROJECT_ROOT / "conf" / "log4j2.properties"
 
 
@@ -47,14 +46,14 @@ class LakehouseError(RuntimeError):
     """The lakehouse holds something this product must not touch (foreign or corrupt)."""
 
 
-def delta_jars() -> list[str]:
-    """Jars fetched by ``--fetch-jars`` (empty when not fetched, e.g. on EMR)."""
-    jar_dir = IVY_DIR / "jars"
-    return sorted(str(p) for p in jar_dir.glob("*.jar")) if jar_dir.is_dir() else []
+def spark_settings(config: Config, *, use_archive: bool = True) -> dict[str, str]:
+    """Spark settings of a profile, shared by spark-submit and the in-process builder.
 
-
-def spark_settings(config: Config) -> dict[str, str]:
-    """Spark settings of a profile, shared by spark-submit and the in-process builder."""
+    With a local master, the driver JVM maps this machine's class-data archive when
+    ``make setup`` has built it (see :mod:`common.jvm`).
+    """
+    local = config.spark.master.startswith("local")
+    archive = archive_option() if use_archive and local else None
     settings = {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -67,6 +66,8 @@ def spark_settings(config: Config) -> dict[str, str]:
         "spark.sql.parquet.compression.codec": "zstd",
         # Keep Python workers alive across tasks so the model is built once per worker.
         "spark.python.worker.reuse": "true",
+        # pyspark's daemon, minus a 0.2 s re-read of zip archives before every task.
+        "spark.python.daemon.module": "common.pydaemon",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.debug.maxToStringFields": "500",
         # Key sets of incremental runs (path + hash, ~150 bytes a row) up to ~400k rows are
@@ -77,10 +78,10 @@ def spark_settings(config: Config) -> dict[str, str]:
         "spark.executor.memory": config.spark.executor_memory,
         "spark.driver.extraJavaOptions": " ".join(
             [f"-Dlog4j2.configurationFile={LOG4J_CONF}", *config.spark.driver_java_options.split(),
-             _on_out_of_memory(config)]
+             *([archive] if archive else []), _on_out_of_memory(config)]
         ),
     }
-    if config.spark.master.startswith("local"):
+    if local:
         # The executor is the driver's JVM: by default an OutOfMemoryError in a task kills
         # it, and the run could neither record its failure nor say why. With 0 the task
         # fails, its memory is freed and the job reports the error (jobs.explain_failure).
@@ -102,13 +103,13 @@ def _on_out_of_memory(config: Config) -> str:
     return f"-XX:OnOutOfMemoryError=\"echo '{message}' >&2\""
 
 
-def submit_args(config: Config) -> list[str]:
+def submit_args(config: Config, *, use_archive: bool = True) -> list[str]:
     """spark-submit options for a profile (master, memory, Delta jars, settings)."""
     args = ["--master", config.spark.master, "--driver-memory", config.spark.driver_memory]
     jars = delta_jars()
     if jars:
         args += ["--jars", ",".join(jars)]
-    for key, value in spark_settings(config).items():
+    for key, value in spark_settings(config, use_archive=use_archive).items():
         args += ["--conf", f"{key}={value}"]
     return args
 
