@@ -181,6 +181,13 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
     exported = int(text) if text and text.strip().isdigit() else None
     if exported == version:
         return config.export_path
+    with session_conf(spark, NO_DICTIONARY_FOR_FEATURES, "false"):
+        return _export(spark, config, table, version, exported, gold_location)
+
+
+def _export(spark: SparkSession, config: Config, table: DeltaTable, version: int,
+            exported: int | None, gold_location: str) -> str:
+    marker = join_path(config.export_path, EXPORT_MARKER)
     gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
     appended_by = _appending_runs(table, exported) if exported is not None else None
     if appended_by:
