@@ -260,7 +260,6 @@ def _validate(config: Config, file: str) -> Config:
         ("silver.max_pixels", config.silver.max_pixels),
         ("silver.min_side", config.silver.min_side),
         ("silver.arrow_batch_size", config.silver.arrow_batch_size),
-        ("gold.batch_size", config.gold.batch_size),
         ("gold.arrow_batch_size", config.gold.arrow_batch_size),
         ("gold.partition_bytes", config.gold.partition_bytes),
         ("pca.min_rows", config.pca.min_rows),
@@ -281,6 +280,8 @@ def _validate(config: Config, file: str) -> Config:
             )
     if config.gold.inference_threads < 0:
         raise ConfigError(f"{file}: gold.inference_threads must be 0 (auto) or more")
+    if config.gold.batch_size < 0:
+        raise ConfigError(f"{file}: gold.batch_size must be 0 (the engine's best) or more")
     if config.gold.engine not in ENGINES:
         raise ConfigError(
             f"{file}: gold.engine must be one of {', '.join(ENGINES)}, got {config.gold.engine!r}"

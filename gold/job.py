@@ -46,7 +46,7 @@ from common.spark import (
     write_text,
 )
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
-from gold.model import build_payload, resolve_weights
+from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.transform import export_columns, to_gold_rows, with_features
 from gold.udf import UdfMetrics, features_udf
 
@@ -119,8 +119,9 @@ def _featurize(
     broadcast = spark.sparkContext.broadcast(payload)
     metrics = UdfMetrics.create(spark)
     threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
+    batch_size = config.gold.batch_size or best_batch_size(config.gold.engine, threads)
     features = features_udf(
-        broadcast, identity, config.gold.engine, config.gold.batch_size, threads, metrics
+        broadcast, identity, config.gold.engine, batch_size, threads, metrics
     )
     now = datetime.now(timezone.utc)
     rows = work.transform(with_features(features)).transform(
@@ -144,7 +145,7 @@ def _featurize(
         model_calls=metrics.model_calls.value,
         engine_seconds=round(metrics.model_seconds.value, 3),
         threads_per_worker=threads,
-        batch_size=config.gold.batch_size,
+        batch_size=batch_size,
     )
     broadcast.unpersist()
     log.info(

@@ -249,6 +249,19 @@ def build_engine(payload: ModelPayload, threads: int) -> Engine:
     return OnnxEngine(payload.onnx, threads)
 
 
+def best_batch_size(engine: str, threads: int) -> int:
+    """Images per model call when ``gold.batch_size`` is 0.
+
+    ONNX Runtime with one thread is fastest one image per call (alone, one thread:
+    131-140 images/s at 1 against 124-129 at 8; in gold on 20,391 images, two workers:
+    214.7 and 218.9 against 208.6 and 211.1); more threads need a batch to share (two
+    threads: best at 8-16). TensorFlow pays a fixed cost per call: 32.
+    """
+    if engine == "tensorflow":
+        return 32
+    return 1 if threads <= 1 else 8
+
+
 def featurize(engine: Engine, images: np.ndarray, batch_size: int) -> np.ndarray:
     """uint8 (n, 224, 224, 3) -> float32 (n, 1280), ``batch_size`` images per model call."""
     out = np.empty((len(images), FEATURE_SIZE), dtype=np.float32)

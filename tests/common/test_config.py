@@ -71,7 +71,8 @@ def test_overrides_are_typed() -> None:
     [
         ({"gold.batch_sise": 3}, "unknown setting 'gold.batch_sise'"),
         ({"gold.batch_size": "many"}, "gold.batch_size must be a whole number"),
-        ({"gold.batch_size": 0}, "gold.batch_size must be greater than 0"),
+        ({"gold.batch_size": -1}, "gold.batch_size must be 0 (the engine's best) or more"),
+        ({"gold.arrow_batch_size": 0}, "gold.arrow_batch_size must be greater than 0"),
         ({"gold.engine": "torch"}, "gold.engine must be one of onnx, tensorflow"),
         ({"pca.variance": 1.5}, "pca.variance must be in (0, 1]"),
         ({"nosuch.key": 1}, "unknown setting 'nosuch.key'"),

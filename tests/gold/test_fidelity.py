@@ -43,9 +43,13 @@ def fidelity_source(tmp_path: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("engine", "batch_size"), [("onnx", 16), ("tensorflow", 3)])
+# ONNX Runtime at its default (0: one image per call with one thread per worker) and at
+# 16; TensorFlow at an odd size, so that a short last batch is covered too.
+@pytest.mark.parametrize(("engine", "batch_size", "used"),
+                         [("onnx", 0, 1), ("onnx", 16, 16), ("tensorflow", 3, 3)])
 def test_features_match_the_notebook(
-    spark, lakehouse: Path, tmp_path: Path, imagenet: None, engine: str, batch_size: int
+    spark, lakehouse: Path, tmp_path: Path, imagenet: None, engine: str, batch_size: int,
+    used: int,
 ) -> None:
     files = fidelity_source(tmp_path)
     bronze_silver(tmp_path / "src", lakehouse)
@@ -61,4 +65,5 @@ def test_features_match_the_notebook(
         assert np.abs(vector - expected).max() <= 1e-4, (name, np.abs(vector - expected).max())
         assert row.label == name.split("/")[0]
         assert row.model.startswith("mobilenet_v2_1.0_224_avgpool@sha256:")
-    assert last_run(spark, lakehouse, "gold")["details"]["engine"] == engine
+    details = last_run(spark, lakehouse, "gold")["details"]
+    assert (details["engine"], details["batch_size"]) == (engine, used)

@@ -37,6 +37,7 @@ def test_incremental_deletes_and_export(spark, lakehouse: Path, tmp_path: Path) 
     assert run["rows_out"] == 4 and run["details"]["model"] == "mobilenet_v2_1.0_224_avgpool@random-seed-0"
     # one engine per Python worker, not per batch: at most one per partition here
     assert 1 <= run["details"]["engine_builds"] <= 2
+    assert run["details"]["batch_size"] == 32  # gold.batch_size 0: TensorFlow's best
 
     assert gold(lakehouse, *RANDOM) == 0  # nothing new
     assert last_run(spark, lakehouse, "gold")["rows_in"] == 0
