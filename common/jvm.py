@@ -94,7 +94,7 @@ def build(force: bool = False) -> int:
     ARCHIVE_DIR.mkdir(exist_ok=True)
     for old in ARCHIVE_DIR.glob("spark-*"):  # archives of an earlier JDK or Spark
         old.unlink()
-    print("building the JVM class archive (once, about a minute): "
+    print("building the JVM class archive (once, about 2 minutes): "
           "the pipeline on a few generated images ...", flush=True)
     started = time.monotonic()
     partial = target.with_name(f".{target.name}.{os.getpid()}")

@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
