@@ -138,11 +138,11 @@ def _warm_up_run(tmp: Path, archive: Path) -> subprocess.CompletedProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] + " Without options: print the archive in use.")
     parser.add_argument("--build", action="store_true",
                         help="build the archive if this machine's is missing")
     parser.add_argument("--force", action="store_true", help="rebuild it, even after a failure")
-    parser.add_argument("--show", action="store_true", help="print the archive path in use")
     args = parser.parse_args(argv)
     if args.build or args.force:
         return build(force=args.force)
