@@ -101,7 +101,7 @@ class Config:
         return self.spark.event_log_dir or join_path(self.lakehouse, "_spark_events")
 
 
-ENGINES = ("onnx", "tensorflow")
+ENGINES = ("onnx", "tensorflow", "tflite")
 
 
 def join_path(root: str, *parts: str) -> str:

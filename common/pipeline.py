@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync-deletes", action="store_true",
                         help="bronze: remove rows whose file is no longer in the source")
     parser.add_argument("--weights", help="gold: imagenet (default), random, or a .h5 path")
-    parser.add_argument("--engine", help="gold: onnx (default) or tensorflow")
+    parser.add_argument("--engine", help="gold: tflite (default), onnx, or tensorflow")
     parser.add_argument("--no-pca", action="store_true", help="stop after gold")
     parsed = parse_or_exit(
         parser,

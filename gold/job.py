@@ -1,7 +1,7 @@
 """Gold job: MobileNetV2 features of new silver images, and the Parquet export.
 
     spark-submit $(python -m common.spark --submit-args --env local) \\
-        gold/job.py --lakehouse DIR [--weights imagenet|random|PATH] [--engine onnx|tensorflow]
+        gold/job.py --lakehouse DIR [--weights imagenet|random|PATH] [--engine tflite|onnx|tensorflow]
         [--export PATH] [--rebuild] [--env local]
 
 (``make gold`` runs exactly this.) Reads ``silver.images`` at its current version; gold
@@ -112,8 +112,8 @@ def _featurize(
 ) -> None:
     started = time.perf_counter()
     cache = None if is_remote(config.lakehouse) else local_path(
-        join_path(config.lakehouse, "models", "onnx"))
-    payload = build_payload(config.gold.engine, config.gold.weights, onnx_cache=cache)
+        join_path(config.lakehouse, "models"))
+    payload = build_payload(config.gold.engine, config.gold.weights, cache=cache)
     log.info("loaded %s for %s in %.1fs", identity, config.gold.engine,
              time.perf_counter() - started)
     broadcast = spark.sparkContext.broadcast(payload)
@@ -252,7 +252,7 @@ def _publish_parts(spark: SparkSession, staging: str, export: str, version: int)
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("Featurize new silver images with MobileNetV2 into gold.")
     parser.add_argument("--weights", help="imagenet (default), random, or a .h5 file path")
-    parser.add_argument("--engine", help="onnx (default) or tensorflow (the reference)")
+    parser.add_argument("--engine", help="tflite (default), onnx, or tensorflow (the reference)")
     parser.add_argument("--export", help="Parquet export folder (default under the lakehouse)")
     parser.add_argument(
         "--rebuild", action="store_true", help="recompute rows made with other weights"

@@ -196,7 +196,7 @@ from gold.model import build_payload, build_engine, preprocess
 rng = np.random.default_rng(0)
 batch = preprocess(rng.integers(0, 256, size=(64, 224, 224, 3), dtype=np.uint8))
 out = {{}}
-for engine in ("onnx", "tensorflow"):
+for engine in ("tflite", "onnx", "tensorflow"):
     e = build_engine(build_payload(engine, {weights!r}), threads=os.cpu_count())
     best = (0.0, 0)
     for size in (1, 8, 16, 32, 64):

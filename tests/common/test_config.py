@@ -18,7 +18,7 @@ def test_local_profile_loads_with_absolute_paths(tmp_path: Path, monkeypatch) ->
     assert config.lakehouse == str(tmp_path / "lakehouse")
     assert config.export_path == str(tmp_path / "lakehouse" / "exports" / "image_features")
     assert config.bronze.extensions == ("jpg", "jpeg", "png")
-    assert config.gold.engine == "onnx"
+    assert config.gold.engine == "tflite"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.gold.batch_size = 3  # type: ignore[misc]
 
@@ -73,7 +73,7 @@ def test_overrides_are_typed() -> None:
         ({"gold.batch_size": "many"}, "gold.batch_size must be a whole number"),
         ({"gold.batch_size": -1}, "gold.batch_size must be 0 (the engine's best) or more"),
         ({"gold.arrow_batch_size": 0}, "gold.arrow_batch_size must be greater than 0"),
-        ({"gold.engine": "torch"}, "gold.engine must be one of onnx, tensorflow"),
+        ({"gold.engine": "torch"}, "gold.engine must be one of onnx, tensorflow, tflite"),
         ({"pca.variance": 1.5}, "pca.variance must be in (0, 1]"),
         ({"nosuch.key": 1}, "unknown setting 'nosuch.key'"),
         ({"spark.driver_memory": "lots"}, "spark.driver_memory must be a JVM memory size"),

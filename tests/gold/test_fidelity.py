@@ -43,10 +43,12 @@ def fidelity_source(tmp_path: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-# ONNX Runtime at its default (0: one image per call with one thread per worker) and at
-# 16; TensorFlow at an odd size, so that a short last batch is covered too.
+# LiteRT and ONNX Runtime at their default (0: one image per call with one thread per
+# worker) and at a larger size; TensorFlow at an odd size, so that a short last batch is
+# covered too.
 @pytest.mark.parametrize(("engine", "batch_size", "used"),
-                         [("onnx", 0, 1), ("onnx", 16, 16), ("tensorflow", 3, 3)])
+                         [("tflite", 0, 1), ("tflite", 4, 4), ("onnx", 0, 1), ("onnx", 16, 16),
+                          ("tensorflow", 3, 3)])
 def test_features_match_the_notebook(
     spark, lakehouse: Path, tmp_path: Path, imagenet: None, engine: str, batch_size: int,
     used: int,

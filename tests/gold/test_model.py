@@ -1,0 +1,76 @@
+"""The converted engines (ONNX Runtime, LiteRT) against the Keras model they come from,
+and the driver's cache of conversions. No Spark: gold.model alone.
+
+The ImageNet fidelity against the notebook is tests/gold/test_fidelity.py; here the
+weights are seeded random ones, so the test needs no weights file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gold.model as model
+from tests.imagegen import gradient
+
+
+def _images(count: int) -> np.ndarray:
+    """uint8 (count, 224, 224, 3): distinct synthetic pictures."""
+    return np.stack([np.asarray(gradient(224, 224, seed=i)) for i in range(count)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["tflite", "onnx"])
+def test_converted_engine_equals_keras_and_its_conversion_is_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    payload = model.build_payload(engine, "random", cache=tmp_path)
+    files = list((tmp_path / engine).iterdir())
+    assert [f.name for f in files] == [model._cache_name(engine, payload.identity)]
+    assert files[0].read_bytes() == payload.converted
+    assert payload.identity == f"{model.MODEL_NAME}@random-seed-0"
+
+    # The reference: the Keras model with the same seeded weights, no conversion.
+    weights, _ = model.load_weights("random")
+    reference = model.TensorflowEngine(weights, threads=1)
+    images = _images(7)
+    expected = reference.run(model.preprocess(images))
+    assert expected.shape == (7, model.FEATURE_SIZE)
+    # Seeded random weights give tiny activations (~1e-11 here), so the bound is relative:
+    # 1e-5 of the largest feature (measured: ~3e-7 for both engines).
+    scale = float(np.abs(expected).max())
+    assert scale > 0 and np.count_nonzero(expected) > expected.size // 2
+
+    converted = model.build_engine(payload, threads=1)
+    # 3 images per call: calls of 3, 3 and then 1 (a different size, so LiteRT resizes),
+    # then 7 in one call; every result stays within the bound.
+    for batch_size in (3, 1, 7):
+        got = model.featurize(converted, images, batch_size)
+        error = float(np.abs(got - expected).max())
+        assert error <= 1e-5 * scale, (batch_size, error, scale)
+
+    # A second run reuses the file: neither the weights nor the converter are touched.
+    def must_not_run(*_: object) -> None:
+        raise AssertionError("the cached conversion should have been used")
+
+    monkeypatch.setattr(model, "load_weights", must_not_run)
+    monkeypatch.setitem(model.CONVERTERS, engine, must_not_run)
+    again = model.build_payload(engine, "random", cache=tmp_path)
+    assert (again.engine, again.identity, again.converted) == (
+        engine, payload.identity, payload.converted)
+
+
+def test_each_engine_has_its_best_batch_size() -> None:
+    assert model.best_batch_size("tflite", 1) == 1
+    assert model.best_batch_size("tflite", 2) == 1
+    assert model.best_batch_size("onnx", 1) == 1
+    assert model.best_batch_size("onnx", 2) == 8
+    assert model.best_batch_size("tensorflow", 1) == 32
+
+
+def test_an_unknown_engine_is_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown engine 'torch'"):
+        model.build_payload("torch", "random", cache=tmp_path)
+    assert not any(tmp_path.iterdir())
