@@ -200,14 +200,14 @@ def build_payload(engine: str, source: str, cache: Path | None = None) -> ModelP
 
 def _cache_name(engine: str, identity: str) -> str:
     """The file name of a conversion: the weights and every tool that shaped the bytes."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     safe = identity.replace("@", "-").replace(":", "-")
     if engine == "onnx":
         return f"{safe}-opset{ONNX_OPSET}-tf2onnx{version('tf2onnx')}.onnx"
     try:
         tensorflow = version("tensorflow-cpu")
-    except Exception:  # noqa: BLE001 - the full package instead of the CPU-only one
+    except PackageNotFoundError:  # the full package instead of the CPU-only one
         tensorflow = version("tensorflow")
     return f"{safe}-tensorflow{tensorflow}.tflite"
 
