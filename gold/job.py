@@ -1,8 +1,8 @@
 """Gold job: MobileNetV2 features of new silver images, and the Parquet export.
 
     spark-submit $(python -m common.spark --submit-args --env local) \\
-        gold/job.py --lakehouse DIR [--weights imagenet|random|PATH] [--engine tflite|onnx|tensorflow]
-        [--export PATH] [--rebuild] [--env local]
+        gold/job.py --lakehouse DIR [--weights imagenet|random|PATH]
+        [--engine tflite|onnx|tensorflow] [--export PATH] [--rebuild] [--env local]
 
 (``make gold`` runs exactly this.) Reads ``silver.images`` at its current version; gold
 rows whose silver row left (deleted, changed, rejected) are deleted; only silver rows
