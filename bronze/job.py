@@ -26,7 +26,13 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from bronze.storage import delete_paths, list_source, read_files, write_files
+from bronze.storage import (
+    delete_paths,
+    list_source,
+    local_file_settings,
+    read_files,
+    write_files,
+)
 from bronze.transform import (
     STATUS_TOO_LARGE,
     STATUS_UNREADABLE,
@@ -131,8 +137,9 @@ def _ingest_chunk(
     now: datetime,
 ) -> tuple[int, int]:
     """Read and upsert one chunk of files; return (rows read, rows unreadable)."""
-    files = read_files(spark, chunk).persist(StorageLevel.MEMORY_AND_DISK)
-    read = files.count()
+    with local_file_settings(spark, chunk[0]):
+        files = read_files(spark, chunk).persist(StorageLevel.MEMORY_AND_DISK)
+        read = files.count()
     fault_point("bronze:after_read")
     wanted = spark.createDataFrame([(p,) for p in chunk], "path string")
     missing = wanted.join(files.select("path"), "path", "left_anti")
