@@ -33,7 +33,7 @@ from common.config import (
     parse_override,
 )
 from common.jvm import IVY_DIR, PROJECT_ROOT, archive_option, delta_jars
-from common.tables import ALL_TABLES, TableSpec
+from common.tables import ALL_TABLES, PAYLOAD_COLUMNS, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,17 @@ def spark_settings(config: Config, *, use_archive: bool = True) -> dict[str, str
              *([archive] if archive else []), _on_out_of_memory(config)]
         ),
     }
+    # Parquet keeps min/max statistics of every column chunk and tries a dictionary for
+    # each before falling back to plain encoding. For the payload columns both are pure
+    # cost: comparing 150 KB pixel arrays whose first rows are the same white background
+    # (Fruits-360) was most of the executors' Java time while silver wrote its table (Java
+    # Flight Recorder, cold silver on 20,391 images: 217 of 310 samples in
+    # Binary.lexicographicCompare/equals/hashCode and the dictionary writer), and hashing
+    # 1280 distinct floats per row was the driver JVM's main work while gold's model ran
+    # (5,100 images). Parquet readers do not need either to read the column.
+    for column in PAYLOAD_COLUMNS:
+        settings[f"spark.hadoop.parquet.enable.dictionary#{column}"] = "false"
+        settings[f"spark.hadoop.parquet.column.statistics.enabled#{column}"] = "false"
     if local:
         # The executor is the driver's JVM: by default an OutOfMemoryError in a task kills
         # it, and the run could neither record its failure nor say why. With 0 the task

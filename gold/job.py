@@ -53,12 +53,6 @@ from gold.udf import UdfMetrics, features_udf
 log = logging.getLogger("gold")
 
 EXPORT_MARKER = "_gold_version"
-# Parquet tries a dictionary for every column chunk before falling back to plain
-# encoding. For 1280 distinct floats per row it never pays, and the attempt (a float
-# hash map per page) was the driver JVM's main work while the model ran, taking CPU
-# from the Python workers (Java Flight Recorder, 5,100 images). Read by Spark's
-# Parquet writer from the session conf; the other columns keep their dictionaries.
-NO_DICTIONARY_FOR_FEATURES = "parquet.enable.dictionary#features.list.element"
 
 
 def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: bool) -> None:
@@ -134,8 +128,7 @@ def _featurize(
     with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(split)), \
             session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)), \
             session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
-                         str(config.gold.arrow_batch_size)), \
-            session_conf(spark, NO_DICTIONARY_FOR_FEATURES, "false"):
+                         str(config.gold.arrow_batch_size)):
         append_rows(location, rows, run.run_id)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")
@@ -182,8 +175,7 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
     exported = int(text) if text and text.strip().isdigit() else None
     if exported == version:
         return config.export_path
-    with session_conf(spark, NO_DICTIONARY_FOR_FEATURES, "false"):
-        return _export(spark, config, table, version, exported, gold_location)
+    return _export(spark, config, table, version, exported, gold_location)
 
 
 def _export(spark: SparkSession, config: Config, table: DeltaTable, version: int,
