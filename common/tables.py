@@ -20,8 +20,8 @@ FEATURE_SIZE = 1280
 
 # Parquet column paths of the per-row payloads: an image file's bytes (bronze), its
 # 150 KB pixel array (silver), its 1280 feature floats (gold) and their PCA projection.
-# No filter ever reads their min/max and no two rows share a value, so the session
-# writes them without statistics or dictionary (see common.spark.spark_settings).
+# No query filters on them and their values are large and seldom repeated, so the
+# session writes them without statistics or dictionary (see common.spark.spark_settings).
 PAYLOAD_COLUMNS = ("content", "image", "features.list.element", "pca.list.element")
 
 
