@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from common.incremental import keys_of, pending
+from common.spark import session_conf
 
 
 def test_pending_returns_exactly_the_missing_keys_and_reads_only_their_files(
@@ -29,3 +31,36 @@ def test_pending_returns_exactly_the_missing_keys_and_reads_only_their_files(
     assert r2_files and not r2_files & set(result.inputFiles())  # r2's files are skipped
 
     assert pending(upstream, keys_of(upstream)).collect() == []
+
+
+def _join_of(frame) -> str:  # noqa: ANN001 - a DataFrame
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    joins = [name for name in ("BroadcastHashJoin", "SortMergeJoin", "ShuffledHashJoin")
+             if name in plan]
+    assert len(joins) == 1, plan
+    return joins[0]
+
+
+def test_pending_broadcasts_the_missing_keys_by_their_real_size_not_the_payload_s(
+    spark, tmp_path: Path
+) -> None:
+    # Rows whose payload dwarfs their keys, like silver's images: the planner estimates
+    # the checkpointed keys from the scan's file sizes, so without measuring them it
+    # would shuffle the payload rows for the semi-join.
+    location = str(tmp_path / "upstream")
+    rows = [(f"file:/photos/{i}.jpg", f"h{i}", os.urandom(1 << 20), "r1") for i in range(6)]
+    spark.createDataFrame(rows, "path string, content_hash string, payload binary, "
+                                "run_id string").write.format("delta").save(location)
+    upstream = spark.read.format("delta").load(location)
+    done = keys_of(upstream.where("path < 'file:/photos/3'"))
+    with session_conf(spark, "spark.sql.autoBroadcastJoinThreshold", str(256 << 10)):
+        result = pending(upstream, done)
+        assert _join_of(result) == "BroadcastHashJoin"
+        assert sorted((r.path, bytes(r.payload)) for r in result.collect()) == [
+            (path, payload) for path, _, payload, _ in rows[3:]]
+    # Keys over the threshold (3 missing rows of ~80 bytes > 100 bytes) are left to the
+    # planner, which reads the scan's size.
+    with session_conf(spark, "spark.sql.autoBroadcastJoinThreshold", "100"):
+        result = pending(upstream, done)
+        assert _join_of(result) == "SortMergeJoin"
+        assert sorted(r.path for r in result.collect()) == [p for p, _, _, _ in rows[3:]]
