@@ -15,7 +15,8 @@ One run, on the same images and the same 2 cores:
 4. peak memory of the whole process tree (PSS, with the largest processes), silver
    bytes per image.
 
-Prints a table and writes every figure to ``bench-results/bench-<n>.json``. Images: the
+Prints a table and writes every figure to ``bench-results/bench-<n>.json`` (with
+``--source DIR``: ``bench-<DIR's name>.json``). Images: the
 Fruits-360 sample beside the repository (``../shared/data/fruits360-sample``), replicated
 under new names up to N (hard links), unless ``--source`` is given.
 """
@@ -83,8 +84,10 @@ def link_tree(source: Path, target: Path) -> Path:
 
 
 def add_new(source: Path, count: int, tag: str) -> None:
-    """``count`` more images under new names (the 1% increment)."""
-    files = sorted(p for p in source.rglob("*.jpg") if "_new" not in p.name)[:count]
+    """``count`` more images under new names (the 1% increment), of any format ingested."""
+    files = [p for p in image_files(source) if "_new" not in p.name][:count]
+    if len(files) < count:
+        raise SystemExit(f"{source} has {len(files)} images, fewer than the {count} to add")
     for i, original in enumerate(files):
         os.link(original, original.with_name(f"{original.stem}_new{tag}{i}{original.suffix}"))
 
@@ -258,6 +261,13 @@ def last_gold_run(lakehouse: Path) -> dict:
     return json.loads(line[-1][len("RESULT"):])
 
 
+def results_file(args: argparse.Namespace) -> Path:
+    """``bench-<N>.json`` for the replicated sample, ``bench-<folder name>.json`` for a
+    ``--source`` (so a run on your own images never replaces the default's figures)."""
+    name = args.source.resolve().name if args.source else str(args.n)
+    return OUT / f"bench-{name}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000)
@@ -272,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir.resolve()
     if args.notebook_only:  # complete an earlier run's figures with the baseline
-        target = OUT / f"bench-{args.n}.json"
+        target = results_file(args)
         figures = json.loads(target.read_text())
         print("original notebook shape in Spark (repartition(20), model per partition) ...",
               flush=True)
@@ -338,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["silver_bytes_per_image"] = round(silver_bytes / max(figures["gold"]["rows"], 1))
 
     OUT.mkdir(exist_ok=True)
-    target = OUT / f"bench-{args.n}.json"
+    target = results_file(args)
     target.write_text(json.dumps(figures, indent=2))  # kept if the baseline fails
     if not args.skip_notebook:
         print("original notebook shape in Spark (repartition(20), model per partition) ...",
