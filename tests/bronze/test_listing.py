@@ -1,0 +1,76 @@
+"""The local source listing gives exactly what Spark's own listing gives.
+
+Bronze keys every row by its path, so a listing that wrote one path differently (a
+space, a ``%``, a Unicode name), kept a file Spark hides, or rounded a modification time
+differently would re-ingest files or keep two rows for one file.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bronze.storage import _list_with_spark, is_hidden, list_source
+from tests.imagegen import gradient, jpeg_bytes, write
+
+
+def awkward_tree(root: Path) -> dict[str, int]:
+    """Files Spark lists (relative name -> length) under ``root``, plus files it hides."""
+    listed = {
+        "Apple Red/100% #1 ?.jpg": jpeg_bytes(gradient(seed=1)),
+        "Ünïcödé/ñame ü.jpg": jpeg_bytes(gradient(seed=2)),
+        "it's \"quoted\" [1]{a,b}*.png": b"not really a png",
+        "deep/a/b/c/x.JPG": jpeg_bytes(gradient(seed=3)),
+        "Bad/empty.jpg": b"",
+        "notes.txt": b"listed: the extension filter comes later",
+        "year=2024/_taken=0612.jpg": b"a '_' name holding '=' is not hidden",
+        "_metadata.jpg": b"kept by Spark's rule",
+    }
+    hidden = {
+        ".hidden.jpg": b"x",
+        "_underscore.jpg": b"x",
+        "_temporary/inside.jpg": b"x",
+        "year=2024/_hidden.jpg": b"x",
+        ".git/objects/x.jpg": b"x",
+        "copy.jpg._COPYING_": b"x",
+    }
+    for name, content in {**listed, **hidden}.items():
+        write(root / name, content)
+    # A modification time with sub-millisecond digits: both must truncate it alike.
+    os.utime(root / "notes.txt", ns=(1_700_000_000_123_456_789, 1_700_000_000_987_654_321))
+    (root / "Links").mkdir()
+    os.symlink(root / "Ünïcödé/ñame ü.jpg", root / "Links/linked.jpg")
+    os.symlink(root / "deep/a", root / "Links/folder")
+    os.symlink(root / "nowhere.jpg", root / "Links/dangling.jpg")
+    (root / "Empty tree/a/b").mkdir(parents=True)
+    sizes = {name: len(content) for name, content in listed.items()}
+    sizes["Links/linked.jpg"] = sizes["Ünïcödé/ñame ü.jpg"]
+    sizes["Links/folder/b/c/x.JPG"] = sizes["deep/a/b/c/x.JPG"]
+    return sizes
+
+
+def rows(frame) -> dict[str, tuple[datetime, int]]:
+    return {r.path: (r.modificationTime, r.length) for r in frame.collect()}
+
+
+def test_local_listing_equals_sparks_own(spark, tmp_path: Path) -> None:
+    root = tmp_path / "a source with spaces"
+    sizes = awkward_tree(root)
+    local = rows(list_source(spark, str(root)))
+    assert {p: length for p, (_, length) in local.items()} == {
+        f"file:{root / name}": size for name, size in sizes.items()
+    }
+    assert local[f"file:{root / 'notes.txt'}"][0] == datetime(
+        2023, 11, 14, 22, 13, 20, 987000, tzinfo=timezone.utc
+    ).astimezone().replace(tzinfo=None)
+    assert local == rows(_list_with_spark(spark, str(root)))
+    # The same root given as a file: URI or with a trailing slash lists the same paths.
+    assert rows(list_source(spark, f"file:{root}/")) == local
+
+
+def test_hidden_names_follow_sparks_rule() -> None:
+    assert [n for n in ("a.jpg", ".a.jpg", "_a.jpg", "a=1", "_a=1", "_metadata",
+                        "_common_metadata.jpg", "a.jpg._COPYING_") if not is_hidden(n)] == [
+        "a.jpg", "a=1", "_a=1", "_metadata", "_common_metadata.jpg"]
+
