@@ -121,14 +121,17 @@ def _list_local(spark: SparkSession, source: str) -> DataFrame:
 
 def walk_files(root: str) -> tuple[list[tuple[str, int, int]], list[str]]:
     """(path, modification time in ms, length) of every file under ``root`` that Spark
-    would list, and the folders that could not be listed. Links are followed; a dangling
-    link or a file that vanishes during the walk is not a file."""
+    would list, and the folders that could not be listed. Links are followed, as Spark
+    does, except a link back to a folder it is inside of (a cycle, on which Spark's own
+    listing never ends); a dangling link or a file that vanishes during the walk is not
+    a file."""
     rows: list[tuple[str, int, int]] = []
     locked: list[str] = []
-    stack = [root]
+    stack: list[tuple[str, frozenset]] = [(root, frozenset())]
     while stack:
-        folder = stack.pop()
+        folder, inside = stack.pop()
         try:
+            status = os.stat(folder)
             with os.scandir(folder) as entries:
                 found = list(entries)
         except PermissionError:
@@ -136,20 +139,23 @@ def walk_files(root: str) -> tuple[list[tuple[str, int, int]], list[str]]:
             continue
         except (FileNotFoundError, NotADirectoryError):
             continue  # vanished during the walk
-        for entry in found:
-            if is_hidden(entry.name):
-                continue
-            try:
-                if entry.is_dir():
-                    stack.append(entry.path)
+        here = inside | {(status.st_dev, status.st_ino)}
+        try:
+            for entry in found:
+                if is_hidden(entry.name):
                     continue
-                status = entry.stat()
-            except FileNotFoundError:
-                continue
-            except PermissionError:
-                locked.append(entry.path)
-                continue
-            rows.append((entry.path, status.st_mtime_ns // 1_000_000, status.st_size))
+                try:
+                    if entry.is_dir():
+                        target = entry.stat()
+                        if (target.st_dev, target.st_ino) not in here:
+                            stack.append((entry.path, here))
+                        continue
+                    status = entry.stat()
+                except FileNotFoundError:
+                    continue
+                rows.append((entry.path, status.st_mtime_ns // 1_000_000, status.st_size))
+        except PermissionError:  # listable but not searchable: nothing in it can be read
+            locked.append(folder)
     return rows, sorted(locked)
 
 

@@ -11,7 +11,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bronze.storage import _list_with_spark, is_hidden, list_source
+from bronze.storage import _list_with_spark, is_hidden, list_source, walk_files
 from tests.imagegen import gradient, jpeg_bytes, write
 
 
@@ -74,3 +74,16 @@ def test_hidden_names_follow_sparks_rule() -> None:
                         "_common_metadata.jpg", "a.jpg._COPYING_") if not is_hidden(n)] == [
         "a.jpg", "a=1", "_a=1", "_metadata", "_common_metadata.jpg"]
 
+
+
+def test_a_link_back_up_the_tree_is_not_followed_forever(tmp_path: Path) -> None:
+    write(tmp_path / "Plum/a.jpg", b"a")
+    write(tmp_path / "Fig/b.jpg", b"bb")
+    os.symlink(tmp_path, tmp_path / "Plum/loop")  # a cycle: Plum/loop/Plum/loop/...
+    os.symlink(tmp_path / "Fig", tmp_path / "Plum/fig")  # no cycle: listed again
+    rows, locked = walk_files(str(tmp_path))
+    assert sorted((p, length) for p, _, length in rows) == [
+        (str(tmp_path / "Fig/b.jpg"), 2),
+        (str(tmp_path / "Plum/a.jpg"), 1),
+        (str(tmp_path / "Plum/fig/b.jpg"), 2),
+    ] and locked == []
