@@ -99,8 +99,8 @@ def _list_local(spark: SparkSession, source: str) -> DataFrame:
     # listed here equals the one a Spark listing would give, and bronze's keys stay.
     qualified = fs.makeQualified(hpath)
     prefix = qualified.toString().rstrip("/")
-    root = qualified.toUri().getPath().rstrip("/") or "/"
-    rows, locked = walk_files(root)
+    root = qualified.toUri().getPath().rstrip("/")
+    rows, locked = walk_files(root or "/")
     if locked:
         log.warning(
             "%d folder(s) under %s cannot be listed (permission denied); files in them "
@@ -111,7 +111,7 @@ def _list_local(spark: SparkSession, source: str) -> DataFrame:
         return spark.createDataFrame([], _LISTING_SCHEMA)
     paths, millis, lengths = zip(*rows)
     frame = pd.DataFrame({
-        "path": [prefix + p[len(root.rstrip("/")):] for p in paths],
+        "path": [prefix + p[len(root):] for p in paths],
         # Hadoop's modification time of a local file: milliseconds, truncated.
         "modificationTime": pd.to_datetime(pd.Series(millis, dtype="int64"), unit="ms", utc=True),
         "length": pd.Series(lengths, dtype="int64"),
