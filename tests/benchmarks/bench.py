@@ -191,6 +191,24 @@ def submit(job: str, lakehouse: Path, *args: str, env_name: str = "local") -> fl
     return seconds
 
 
+def cpu_description() -> str:
+    """The CPU model and its widest vector instructions (from /proc/cpuinfo, Linux): the
+    engines' speed depends on them (XNNPACK and ONNX Runtime use AVX-512 where present),
+    Spark's JVM work much less, so the ratios differ from one kind of machine to another."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    model = " ".join(fields.get("model name", "unknown").split())
+    flags = set(fields.get("flags", "").split())
+    vector = next((name for name in ("avx512f", "avx2", "avx") if name in flags), "no AVX")
+    return f"{model}, {vector}"
+
+
 def pure_engines(weights: str) -> dict:
     """Engine throughput without Spark, in a subprocess limited to this machine's cores."""
     code = f"""
@@ -295,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     lakehouse = workdir / f"lakehouse-{n}"
     shutil.rmtree(lakehouse, ignore_errors=True)
     shutil.rmtree(workdir / "notebook-features", ignore_errors=True)
-    print(f"benchmark on {n} images from {source} ({os.cpu_count()} cores)", flush=True)
-    figures: dict = {"n": n, "source": str(source), "cores": os.cpu_count(),
+    cpu = cpu_description()
+    print(f"benchmark on {n} images from {source} ({os.cpu_count()} cores: {cpu})", flush=True)
+    figures: dict = {"n": n, "source": str(source), "cores": os.cpu_count(), "cpu": cpu,
                      "machine": platform.platform(), "profile": args.env}
 
     print("pure engines (no Spark, preprocessed tensors) ...", flush=True)
@@ -373,6 +392,7 @@ def finish(figures: dict, target: Path) -> int:
 
 def print_table(f: dict) -> None:
     rows = [
+        ("machine", f"{f['cores']} cores: {f.get('cpu', '-')}"),
         ("images", f["n"]),
         *[(f"pure {k} (best batch {v['best_batch']})", f"{v['images_per_s']} img/s")
           for k, v in f["pure"].items()],
