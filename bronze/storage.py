@@ -140,22 +140,25 @@ def walk_files(root: str) -> tuple[list[tuple[str, int, int]], list[str]]:
         except (FileNotFoundError, NotADirectoryError):
             continue  # vanished during the walk
         here = inside | {(status.st_dev, status.st_ino)}
-        try:
-            for entry in found:
-                if is_hidden(entry.name):
+        for entry in found:
+            if is_hidden(entry.name):
+                continue
+            try:
+                if entry.is_dir():
+                    target = entry.stat()
+                    if (target.st_dev, target.st_ino) not in here:
+                        stack.append((entry.path, here))
                     continue
-                try:
-                    if entry.is_dir():
-                        target = entry.stat()
-                        if (target.st_dev, target.st_ino) not in here:
-                            stack.append((entry.path, here))
-                        continue
-                    status = entry.stat()
-                except FileNotFoundError:
-                    continue
-                rows.append((entry.path, status.st_mtime_ns // 1_000_000, status.st_size))
-        except PermissionError:  # listable but not searchable: nothing in it can be read
-            locked.append(folder)
+                status = entry.stat()
+            except FileNotFoundError:
+                continue
+            except PermissionError:
+                if not os.access(folder, os.X_OK):
+                    locked.append(folder)  # listable, not searchable: none of it is readable
+                    break
+                locked.append(entry.path)  # e.g. a link into a folder that is not searchable
+                continue
+            rows.append((entry.path, status.st_mtime_ns // 1_000_000, status.st_size))
     return rows, sorted(locked)
 
 

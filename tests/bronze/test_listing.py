@@ -7,7 +7,10 @@ differently would re-ingest files or keep two rows for one file.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -87,3 +90,28 @@ def test_a_link_back_up_the_tree_is_not_followed_forever(tmp_path: Path) -> None
         (str(tmp_path / "Plum/a.jpg"), 1),
         (str(tmp_path / "Plum/fig/b.jpg"), 2),
     ] and locked == []
+
+
+def test_a_link_that_cannot_be_followed_costs_only_itself(tmp_path: Path) -> None:
+    """A link into a folder without search permission is reported by its own path; the
+    other files of its folder are still listed, whatever order the folder lists them in.
+    Run without the right to bypass permissions (root keeps it otherwise)."""
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        write(tmp_path / "Plum" / name, b"x" * 3)
+    write(tmp_path / "Locked/x.jpg", b"y")
+    os.symlink(tmp_path / "Locked/x.jpg", tmp_path / "Plum/link.jpg")
+    (tmp_path / "Locked").chmod(0o000)
+    no_bypass = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+                 "--inh-caps", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    code = ("import json, sys; from bronze.storage import walk_files; "
+            "rows, locked = walk_files(sys.argv[1]); "
+            "print(json.dumps([sorted((p, n) for p, _, n in rows), locked]))")
+    try:
+        result = subprocess.run([*no_bypass, sys.executable, "-c", code, str(tmp_path)],
+                                cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                                text=True, timeout=60, check=True)
+    finally:
+        (tmp_path / "Locked").chmod(0o755)
+    rows, locked = json.loads(result.stdout)
+    assert rows == [[str(tmp_path / "Plum" / n), 3] for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")]
+    assert locked == [str(tmp_path / "Locked"), str(tmp_path / "Plum/link.jpg")]
