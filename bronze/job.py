@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bronze.storage import (
+    PATH_SCHEMA,
     delete_paths,
     list_source,
     local_file_settings,
@@ -46,7 +47,7 @@ from bronze.transform import (
 from common.config import Config, ConfigError, is_remote, local_path
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, path_exists
+from common.spark import ensure_table, local_frame, path_exists
 from common.tables import BRONZE_IMAGES
 
 log = logging.getLogger("bronze")
@@ -141,7 +142,7 @@ def _ingest_chunk(
         files = read_files(spark, chunk).persist(StorageLevel.MEMORY_AND_DISK)
         read = files.count()
     fault_point("bronze:after_read")
-    wanted = spark.createDataFrame([(p,) for p in chunk], "path string")
+    wanted = local_frame(spark, [(p,) for p in chunk], PATH_SCHEMA)
     missing = wanted.join(files.select("path"), "path", "left_anti")
     # A file listed but not read either vanished (nothing to keep) or cannot be read.
     lost = [row.path for row in missing.collect()]
@@ -151,7 +152,7 @@ def _ingest_chunk(
     rows = files.transform(to_bronze_rows(run_id, now))
     if unreadable:
         unread = to_read.join(
-            spark.createDataFrame([(p,) for p in unreadable], "path string"), "path"
+            local_frame(spark, [(p,) for p in unreadable], PATH_SCHEMA), "path"
         ).transform(to_unread_rows(STATUS_UNREADABLE, run_id, now))
         rows = rows.unionByName(unread)
         log.warning("%d files could not be read: %s", len(unreadable), unreadable[:5])

@@ -16,9 +16,10 @@ from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from common.config import is_remote
-from common.spark import hadoop_fs, path_exists, session_conf
+from common.spark import hadoop_fs, local_frame, path_exists, session_conf
 
 log = logging.getLogger("bronze")
 
@@ -78,7 +79,12 @@ def list_source(spark: SparkSession, source: str) -> DataFrame:
 # photos in a fresh JVM (the driver lists them, then a scan stats each file again as a
 # task, then a second query finds the zero-byte files the scan drops). os.scandir walks
 # the same tree in 0.08 s, and the listing reaches Spark as one Arrow batch.
-_LISTING_SCHEMA = "path string, modificationTime timestamp, length bigint"
+_LISTING_SCHEMA = T.StructType([
+    T.StructField("path", T.StringType()),
+    T.StructField("modificationTime", T.TimestampType()),
+    T.StructField("length", T.LongType()),
+])
+PATH_SCHEMA = T.StructType([T.StructField("path", T.StringType())])
 
 
 def is_hidden(name: str) -> bool:
@@ -108,7 +114,7 @@ def _list_local(spark: SparkSession, source: str) -> DataFrame:
             len(locked), source, ", ".join(locked[:10]),
         )
     if not rows:
-        return spark.createDataFrame([], _LISTING_SCHEMA)
+        return local_frame(spark, [], _LISTING_SCHEMA)
     paths, millis, lengths = zip(*rows)
     frame = pd.DataFrame({
         "path": [prefix + p[len(root):] for p in paths],
@@ -176,7 +182,7 @@ def _list_with_spark(spark: SparkSession, source: str) -> DataFrame:
         indexed_paths = _input_files(spark, scan)
         if len(indexed_paths) == scanned:  # no zero-byte file: nothing to add back
             return listing
-        indexed = spark.createDataFrame([(uri_to_path(u),) for u in indexed_paths], "path string")
+        indexed = local_frame(spark, [(uri_to_path(u),) for u in indexed_paths], PATH_SCHEMA)
         unscanned = [row.path for row in indexed.join(listing, "path", "left_anti").collect()]
     if not unscanned:
         return listing
@@ -188,7 +194,7 @@ def _list_with_spark(spark: SparkSession, source: str) -> DataFrame:
             (path, datetime.fromtimestamp(status.getModificationTime() / 1000, timezone.utc),
              int(status.getLen()))
         )
-    return listing.unionByName(spark.createDataFrame(empty_rows, listing.schema)).persist(
+    return listing.unionByName(local_frame(spark, empty_rows, listing.schema)).persist(
         StorageLevel.MEMORY_AND_DISK
     )
 
@@ -232,8 +238,8 @@ def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
             paths = [p for p in paths if path_exists(spark, p)]
             if not paths:
                 break
-    return spark.createDataFrame([], "path string, modificationTime timestamp, "
-                                     "length bigint, content binary")
+    return local_frame(spark, [], T.StructType(
+        [*_LISTING_SCHEMA.fields, T.StructField("content", T.BinaryType())]))
 
 
 def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from common.config import Config
-from common.spark import ensure_table
+from common.spark import ensure_table, local_frame
 from common.tables import OPS_RUNS
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def write_run(spark: SparkSession, config: Config, run: Run) -> None:
             json.dumps(run.details, sort_keys=True, default=str),
             run.error,
         )
-        frame = spark.createDataFrame([row], OPS_RUNS.schema)
+        frame = local_frame(spark, [row], OPS_RUNS.schema)
         frame.write.format("delta").mode("append").save(location)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
         log.warning("could not record run %s in %s: %s", run.run_id, OPS_RUNS.name, exc)
