@@ -51,8 +51,15 @@ def not_in(done: DataFrame) -> Callable[[DataFrame], DataFrame]:
 
 
 def pending(upstream: DataFrame, done: DataFrame) -> DataFrame:
+    """Rows of ``upstream`` whose key is not among ``done``'s keys (see
+    :func:`pending_rows`)."""
+    return pending_rows(upstream, done)[0]
+
+
+def pending_rows(upstream: DataFrame, done: DataFrame) -> tuple[DataFrame, int]:
     """Rows of ``upstream`` whose key is not among ``done``'s keys, reading only the
-    upstream files that can hold them.
+    upstream files that can hold them, and how many they are (known from the keys, so
+    the caller need not count the rows again: upstream keys are unique).
 
     A plain anti-join would scan every upstream row with all its columns (the images of
     bronze and silver), so a run with 1% new rows would cost as much as the first one.
@@ -72,7 +79,7 @@ def pending(upstream: DataFrame, done: DataFrame) -> DataFrame:
         .alias("chars"),
     ).collect()
     if not runs:
-        return upstream.limit(0)
+        return upstream.limit(0), 0
     candidates = upstream.where(F.col("run_id").isin(sorted(r.run_id for r in runs)))
     # Renamed: ``missing`` comes from ``upstream`` and shares its column ids, so a
     # condition on the original names would compare each column with itself.
@@ -80,12 +87,13 @@ def pending(upstream: DataFrame, done: DataFrame) -> DataFrame:
     key_bytes = sum(r.chars + _KEY_ROW_BYTES * r.rows for r in runs)
     if _fits_broadcast(upstream.sparkSession, key_bytes):
         wanted = F.broadcast(wanted)
-    return candidates.join(
+    rows = candidates.join(
         wanted,
         (candidates["path"] == wanted["_path"])
         & candidates["content_hash"].eqNullSafe(wanted["_hash"]),
         "left_semi",
     )
+    return rows, sum(r.rows for r in runs)
 
 
 # Bytes of one key row in a broadcast hash relation besides its characters (row header,

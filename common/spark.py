@@ -207,7 +207,9 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.set(key, before)
 
 
-def local_frame(spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType) -> DataFrame:
+def local_frame(
+    spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType
+) -> DataFrame:
     """A DataFrame of rows held by the driver (a run log row, a list of paths), sent to
     the JVM as Arrow.
 

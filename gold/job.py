@@ -34,7 +34,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
+from common.incremental import append_rows, delete_stale, keys_of, pending_rows, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import (
@@ -73,8 +73,7 @@ def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: boo
     run.details["silver_version"] = version
     run.rows_deleted += delete_stale(spark, gold_location, silver)
     done = keys_of(spark.read.format("delta").load(gold_location))
-    work = pending(silver, done)
-    run.rows_in = work.count()
+    work, run.rows_in = pending_rows(silver, done)
     log.info("silver version %d: %d images to featurize", version, run.rows_in)
     if run.rows_in:
         _featurize(spark, config, run, work, identity, gold_location)

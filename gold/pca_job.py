@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
+from common.incremental import append_rows, delete_stale, keys_of, pending_rows, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import (
@@ -103,8 +103,7 @@ def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: boo
         table.delete(F.col("pca_version") != current.version)
     run.rows_deleted = outdated + delete_stale(spark, location, gold)
     done = keys_of(spark.read.format("delta").load(location))
-    work = pending(gold, done)
-    run.rows_in = work.count()
+    work, run.rows_in = pending_rows(gold, done)
     if run.rows_in:
         fault_point("pca:before_commit")
         now = datetime.now(timezone.utc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from common.incremental import keys_of, pending
+from common.incremental import keys_of, pending, pending_rows
 from common.spark import session_conf
 
 
@@ -25,12 +25,19 @@ def test_pending_returns_exactly_the_missing_keys_and_reads_only_their_files(
     # run is done entirely; b with another hash does not count as b.
     done = spark.createDataFrame([("a", "1"), ("c", None), ("d", "4"), ("b", "other")],
                                  "path string, content_hash string")
-    result = pending(upstream, keys_of(done))
+    result, count = pending_rows(upstream, keys_of(done))
     assert sorted((r.path, r.payload) for r in result.collect()) == [("b", "B")]
+    assert count == 1
     r2_files = {f for f in upstream.where("run_id = 'r2'").inputFiles()}
     assert r2_files and not r2_files & set(result.inputFiles())  # r2's files are skipped
 
     assert pending(upstream, keys_of(upstream)).collect() == []
+    nothing_done = spark.createDataFrame([], "path string, content_hash string")
+    result, count = pending_rows(upstream, nothing_done)
+    assert count == 4
+    assert sorted((r.path, r.payload) for r in result.collect()) == [
+        ("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]
+    assert pending_rows(upstream, keys_of(upstream))[1] == 0
 
 
 def _join_of(frame) -> str:  # noqa: ANN001 - a DataFrame
