@@ -88,19 +88,25 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
     only_new = work.join(current.select("path"), "path", "left_semi").isEmpty()
     write = functools.partial(write_files, spark, location, only_new=only_new)
     too_large = work.where(F.col("length") > config.bronze.max_file_bytes)
-    run.rows_rejected = too_large.count()
+    empty = work.where(F.col("length") == 0)
+    # The three counts in one pass (each query costs a planning round in the driver).
+    counts = work.agg(
+        F.count(F.lit(1)).alias("changed"),
+        F.count(F.when(F.col("length") > config.bronze.max_file_bytes, 1)).alias("too_large"),
+        F.count(F.when(F.col("length") == 0, 1)).alias("empty"),
+    ).first()
+    run.rows_rejected = counts["too_large"]
     log.info(
         "source %s: %d image files, %d new or changed (%d over %d bytes)",
         config.source,
         run.rows_in,
-        work.count(),
+        counts["changed"],
         run.rows_rejected,
         config.bronze.max_file_bytes,
     )
     if run.rows_rejected:
         write(too_large.transform(to_unread_rows(STATUS_TOO_LARGE, run.run_id, now)))
-    empty = work.where(F.col("length") == 0)
-    empty_count = empty.count()
+    empty_count = counts["empty"]
     run.rows_out += empty_count
     if empty_count:  # nothing to read: recorded as is, silver rejects them as "empty"
         write(in_table_order(empty.withColumn("content", F.lit(bytearray()))
