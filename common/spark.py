@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -243,8 +244,23 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
+# A name in _delta_log that only a committed version leaves: its commit, checkpoint or
+# checksum (``00000000000000000000.json``, ...), or the checkpoint pointer.
+_VERSION_ENTRY = re.compile(r"\d{20}\.|_last_checkpoint$")
+
+
 def is_delta_table(spark: SparkSession, path: str) -> bool:
-    return path_exists(spark, path.rstrip("/") + "/_delta_log")
+    """Whether ``path`` holds a Delta table: a ``_delta_log`` with at least one version.
+
+    A ``_delta_log`` without any is no table but the trace of a creation killed before
+    it wrote version 0 (Delta makes the folder first); :func:`ensure_table` creates the
+    table there again.
+    """
+    fs, hpath = hadoop_fs(spark, path.rstrip("/") + "/_delta_log")
+    if not fs.exists(hpath):
+        return False
+    return any(_VERSION_ENTRY.match(status.getPath().getName())
+               for status in fs.listStatus(hpath))
 
 
 def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:
@@ -272,47 +288,80 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> str:
     Delta table whose columns are not ours, raises :class:`LakehouseError`: the product
     never overwrites what it did not write.
     """
+    location = spec.location(lakehouse)
+    if not is_delta_table(spark, location):
+        with _creation_lock(lakehouse):
+            if not is_delta_table(spark, location):  # not made while we waited
+                _create_table(spark, spec, location)
+                return location
+    try:
+        existing = spark.read.format("delta").load(location).schema
+    except Exception as exc:  # noqa: BLE001 - any read failure means corrupt
+        raise LakehouseError(
+            f"{location} has a Delta log that cannot be read ({_first_line(exc)}); "
+            f"refusing to touch {spec.name}. Move it aside or repair it."
+        ) from exc
+    want = [(f.name, f.dataType.simpleString()) for f in spec.schema.fields]
+    have = [(f.name, f.dataType.simpleString()) for f in existing.fields]
+    if want != have:
+        raise LakehouseError(
+            f"{location} holds a Delta table that is not {spec.name} "
+            f"(columns {[n for n, _ in have]}, expected {[n for n, _ in want]}); "
+            "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
+        )
+    return location
+
+
+@contextlib.contextmanager
+def _creation_lock(lakehouse: str) -> Iterator[None]:
+    """Hold ``<lakehouse>/_locks/tables.lock`` while a table is created (local
+    lakehouses; ``flock`` is released when the process dies, even by SIGKILL). So a Delta
+    log without a version seen under it is never one another process is still writing."""
+    if is_remote(lakehouse):
+        yield
+        return
+    import fcntl
+
+    lock_dir = local_path(lakehouse.rstrip("/") + "/_locks")
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "tables.lock", "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _create_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     from delta.tables import DeltaTable
 
-    location = spec.location(lakehouse)
-    if is_delta_table(spark, location):
-        try:
-            existing = spark.read.format("delta").load(location).schema
-        except Exception as exc:  # noqa: BLE001 - any read failure means corrupt
-            raise LakehouseError(
-                f"{location} has a Delta log that cannot be read ({_first_line(exc)}); "
-                f"refusing to touch {spec.name}. Move it aside or repair it."
-            ) from exc
-        want = [(f.name, f.dataType.simpleString()) for f in spec.schema.fields]
-        have = [(f.name, f.dataType.simpleString()) for f in existing.fields]
-        if want != have:
-            raise LakehouseError(
-                f"{location} holds a Delta table that is not {spec.name} "
-                f"(columns {[n for n, _ in have]}, expected {[n for n, _ in want]}); "
-                "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
-            )
-        return location
-    else:
-        if _has_files(spark, location):
-            raise LakehouseError(
-                f"{location} holds files but no Delta log: it is not a {spec.name} table "
-                "of this lakehouse; refusing to overwrite it."
-            )
-        try:
-            DeltaTable.createIfNotExists(spark).location(location).addColumns(
-                spec.schema
-            ).execute()
-            register_table(spark, spec, location)
-            for name, expression in spec.constraints:
-                # Constraint names and expressions are constants of common.tables.
-                spark.sql(f"ALTER TABLE {spec.name} ADD CONSTRAINT {name} CHECK ({expression})")
-            log.info("created table %s at %s", spec.name, location)
-        except Exception:
-            # Another process created it at the same moment: theirs is as good as ours
-            # once its constraints are in place.
-            if not _has_constraints(spark, spec, location):
-                raise
-    return location
+    if _has_files(spark, location, besides="_delta_log"):
+        raise LakehouseError(
+            f"{location} holds files but no Delta log: it is not a {spec.name} table "
+            "of this lakehouse; refusing to overwrite it."
+        )
+    log_dir = location.rstrip("/") + "/_delta_log"
+    if path_exists(spark, log_dir):
+        # A log without a version: a creation killed before it wrote version 0. Delta
+        # would take the folder for a table and fail to read it, so it goes.
+        fs, hpath = hadoop_fs(spark, log_dir)
+        fs.delete(hpath, True)
+        log.warning("removed %s: the trace of a creation of %s interrupted before its "
+                    "first version", log_dir, spec.name)
+    try:
+        DeltaTable.createIfNotExists(spark).location(location).addColumns(
+            spec.schema
+        ).execute()
+        register_table(spark, spec, location)
+        for name, expression in spec.constraints:
+            # Constraint names and expressions are constants of common.tables.
+            spark.sql(f"ALTER TABLE {spec.name} ADD CONSTRAINT {name} CHECK ({expression})")
+        log.info("created table %s at %s", spec.name, location)
+    except Exception:
+        # Another process created it at the same moment (an object store has no
+        # creation lock): theirs is as good as ours once its constraints are in place.
+        if not _has_constraints(spark, spec, location):
+            raise
 
 
 def _has_constraints(spark: SparkSession, spec: TableSpec, location: str) -> bool:
@@ -324,11 +373,12 @@ def _has_constraints(spark: SparkSession, spec: TableSpec, location: str) -> boo
     return all(f"delta.constraints.{name}" in properties for name, _ in spec.constraints)
 
 
-def _has_files(spark: SparkSession, path: str) -> bool:
+def _has_files(spark: SparkSession, path: str, besides: str = "") -> bool:
+    """Whether the folder ``path`` holds anything but an entry named ``besides``."""
     fs, hpath = hadoop_fs(spark, path)
     if not fs.exists(hpath):
         return False
-    return len(fs.listStatus(hpath)) > 0
+    return any(status.getPath().getName() != besides for status in fs.listStatus(hpath))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -61,6 +61,26 @@ def test_files_that_are_not_our_table_are_refused(
     assert sorted(p.name for p in foreign.parent.iterdir()) == ["precious.csv"]
 
 
+def test_a_table_whose_creation_was_killed_is_created_again(
+    spark, lakehouse: Path, tmp_path: Path
+) -> None:
+    # Delta makes _delta_log before it writes version 0: a kill in between leaves the
+    # folder without a version (here with the temporary file of the unwritten commit).
+    photo = write(tmp_path / "src/Plum/p.jpg", jpeg_bytes(gradient()))
+    location = lakehouse / "bronze" / "images"
+    write(location / "_delta_log" / ".00000000000000000000.json.5f0c.tmp", b'{"commitInfo"')
+    assert bronze_main(["--source", str(tmp_path / "src"), "--lakehouse", str(lakehouse)]) == 0
+    table = spark.read.format("delta").load(str(location))
+    assert [(r.path, r.length) for r in table.collect()] == [
+        (f"file:{photo}", photo.stat().st_size)]
+    # A version-less log beside files that are not ours is still refused.
+    foreign = lakehouse / "silver" / "images"
+    write(foreign / "_delta_log" / ".00000000000000000000.json.77aa.tmp", b"")
+    precious = write(foreign / "precious.parquet", b"PAR1")
+    assert silver_main(["--lakehouse", str(lakehouse)]) == 4
+    assert precious.read_bytes() == b"PAR1"
+
+
 def test_a_delta_table_with_other_columns_is_refused(
     spark, lakehouse: Path, tmp_path: Path, capsys
 ) -> None:
