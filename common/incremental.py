@@ -5,18 +5,20 @@ made from, so the tables themselves are the only progress record (no checkpoint 
 that could disagree with them). A run
 
 1. pins the upstream table at its current version,
-2. deletes target rows whose key is no longer upstream (file deleted, changed in place,
+2. compares its keys with the targets' in one pass (:func:`changes`),
+3. deletes target rows whose key is no longer upstream (file deleted, changed in place,
    moved between silver.images and silver.rejects),
-3. computes the upstream rows whose key is in no target yet, once, and appends them.
+4. computes the upstream rows whose key is in no target yet, once, and appends them.
 
 Killed anywhere, the next run sees exactly what was committed and does the rest: no
-duplicates (step 3 skips keys already present) and no losses (nothing is marked done
+duplicates (step 4 skips keys already present) and no losses (nothing is marked done
 except by the commit of the row itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import reduce
 
 from delta.tables import DeltaTable
@@ -24,76 +26,108 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.config import memory_bytes
+from common.spark import latest_version
 
 KEYS = ("path", "content_hash")
+# Which table a key row comes from in :func:`changes`: the upstream table, or the i-th
+# target (i >= 0).
+_UPSTREAM = -1
 
 
-def _same_key(left: DataFrame, right: DataFrame) -> Column:
-    # content_hash is null for files bronze could not read: null-safe equality.
-    return (left["path"] == right["path"]) & left["content_hash"].eqNullSafe(
-        right["content_hash"]
-    )
+@dataclass(frozen=True)
+class Changes:
+    """What one run must do to bring its target tables up to date with their upstream.
 
-
-def keys_of(*frames: DataFrame) -> DataFrame:
-    """The ``(path, content_hash)`` keys of several tables (unique: one row per path)."""
-    keyed = [frame.select(*KEYS) for frame in frames]
-    return reduce(DataFrame.unionByName, keyed)
-
-
-def not_in(done: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Rows of the upstream frame whose key is not among ``done``'s keys."""
-
-    def step(upstream: DataFrame) -> DataFrame:
-        return upstream.join(done, _same_key(upstream, done), "left_anti")
-
-    return step
-
-
-def pending(upstream: DataFrame, done: DataFrame) -> DataFrame:
-    """Rows of ``upstream`` whose key is not among ``done``'s keys (see
-    :func:`pending_rows`)."""
-    return pending_rows(upstream, done)[0]
-
-
-def pending_rows(upstream: DataFrame, done: DataFrame) -> tuple[DataFrame, int]:
-    """Rows of ``upstream`` whose key is not among ``done``'s keys, reading only the
-    upstream files that can hold them, and how many they are (known from the keys, so
-    the caller need not count the rows again: upstream keys are unique).
-
-    A plain anti-join would scan every upstream row with all its columns (the images of
-    bronze and silver), so a run with 1% new rows would cost as much as the first one.
-    Instead the missing keys are found from the key columns alone; every upstream row
-    carries the ``run_id`` of the run that wrote it, and each append writes files of one
-    run only, so ``run_id IN (...)`` lets Delta skip every file (by its min/max
-    statistics) that holds no missing row. The result is exact either way: the filter
-    only narrows what is read, the semi-join keeps exactly the missing keys. The keys
-    are broadcast to that join when they fit (:func:`_fits_broadcast`), so the payload
-    rows are never shuffled.
+    ``rows``: the upstream rows whose key is in no target (to process and append), read
+    only from the upstream files that can hold them; ``pending``: how many they are;
+    ``stale``: per target location, how many of its rows have a key that is no longer
+    upstream (to delete, :func:`delete_stale`).
     """
-    # Checkpointed, not cached: the caller appends to the table ``done`` reads.
-    missing = upstream.select(*KEYS, "run_id").transform(not_in(done)).localCheckpoint()
-    runs = missing.groupBy("run_id").agg(
+
+    rows: DataFrame
+    pending: int
+    stale: dict[str, int]
+    targets: tuple[str, ...]
+    diff: DataFrame  # the keys that differ: path, content_hash, run_id, sides
+
+
+def changes(spark: SparkSession, upstream: DataFrame, targets: Sequence[str]) -> Changes:
+    """Compare the keys of ``upstream`` with those of the Delta tables at ``targets``.
+
+    One pass over the key columns of every table: the keys are grouped, so a key found
+    upstream and in no target is pending, and one found in a target but not upstream is
+    stale there (a file deleted or changed in place, or moved between silver's two
+    tables). ``content_hash`` is null for files bronze could not read; grouping treats
+    nulls as equal, as the null-safe comparison of the merge does.
+
+    The differing keys are checkpointed (not cached: the caller deletes from and appends
+    to the targets they were read from) and counted in one collect. A plain anti-join
+    would scan every upstream row with all its columns (the images of bronze and
+    silver), so a run with 1% new rows would cost as much as the first one. Instead every
+    upstream row carries the ``run_id`` of the run that wrote it, and each append writes
+    files of one run only, so ``run_id IN (...)`` lets Delta skip every file (by its
+    min/max statistics) that holds no pending row; the semi-join then keeps exactly the
+    pending keys. They are broadcast to it when they fit (:func:`_fits_broadcast`), so
+    the payload rows are never shuffled.
+    """
+    keyed = [upstream.select(*KEYS, "run_id", F.lit(_UPSTREAM).alias("side"))]
+    for i, location in enumerate(targets):
+        keyed.append(spark.read.format("delta").load(location).select(
+            *KEYS, F.lit(None).cast("string").alias("run_id"), F.lit(i).alias("side")))
+    grouped = reduce(DataFrame.unionByName, keyed).groupBy(*KEYS).agg(
+        F.max("run_id").alias("run_id"), F.collect_set("side").alias("sides"))
+    upstream_only = F.array_contains("sides", _UPSTREAM) & (F.size("sides") == 1)
+    diff = grouped.where(upstream_only | ~F.array_contains("sides", _UPSTREAM)).localCheckpoint()
+    # One row per (side, run): the pending keys per upstream run, the stale keys per target.
+    side = F.explode(F.when(F.array_contains("sides", _UPSTREAM), F.array(F.lit(_UPSTREAM)))
+                     .otherwise(F.col("sides")))
+    counts = diff.select(side.alias("side"), "run_id", *KEYS).groupBy("side", "run_id").agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.octet_length("path") + F.coalesce(F.octet_length("content_hash"), F.lit(0)))
         .alias("chars"),
     ).collect()
+    runs = [r for r in counts if r.side == _UPSTREAM]
+    stale = dict.fromkeys(targets, 0)
+    for r in counts:
+        if r.side != _UPSTREAM:
+            stale[targets[r.side]] += r.rows
+    return Changes(_pending_rows(upstream, diff, runs), sum(r.rows for r in runs), stale,
+                   tuple(targets), diff)
+
+
+def _pending_rows(upstream: DataFrame, diff: DataFrame, runs: list) -> DataFrame:
+    """The upstream rows of the pending keys of ``diff``, from the files of ``runs``."""
     if not runs:
-        return upstream.limit(0), 0
+        return upstream.limit(0)
     candidates = upstream.where(F.col("run_id").isin(sorted(r.run_id for r in runs)))
-    # Renamed: ``missing`` comes from ``upstream`` and shares its column ids, so a
-    # condition on the original names would compare each column with itself.
-    wanted = missing.select(F.col("path").alias("_path"), F.col("content_hash").alias("_hash"))
+    # Renamed: ``diff`` comes from ``upstream`` and shares its column ids, so a condition
+    # on the original names would compare each column with itself.
+    wanted = diff.where(F.array_contains("sides", _UPSTREAM)).select(
+        F.col("path").alias("_path"), F.col("content_hash").alias("_hash"))
     key_bytes = sum(r.chars + _KEY_ROW_BYTES * r.rows for r in runs)
     if _fits_broadcast(upstream.sparkSession, key_bytes):
         wanted = F.broadcast(wanted)
-    rows = candidates.join(
+    return candidates.join(
         wanted,
         (candidates["path"] == wanted["_path"])
         & candidates["content_hash"].eqNullSafe(wanted["_hash"]),
         "left_semi",
     )
-    return rows, sum(r.rows for r in runs)
+
+
+def delete_stale(spark: SparkSession, todo: Changes) -> int:
+    """Delete the stale rows of every target of ``todo`` (one merge per target that has
+    any; nothing is committed where there are none). Returns how many were deleted."""
+    for i, location in enumerate(todo.targets):
+        if todo.stale[location]:
+            stale = todo.diff.where(F.array_contains("sides", i)).select(*KEYS)
+            (
+                DeltaTable.forPath(spark, location).alias("t")
+                .merge(stale.alias("s"), _merge_key())
+                .whenMatchedDelete()
+                .execute()
+            )
+    return sum(todo.stale.values())
 
 
 # Bytes of one key row in a broadcast hash relation besides its characters (row header,
@@ -119,28 +153,11 @@ def _fits_broadcast(spark: SparkSession, key_bytes: int) -> bool:
 
 def read_pinned(spark: SparkSession, location: str) -> tuple[DataFrame, int]:
     """The Delta table at ``location`` as of its latest version, and that version."""
-    version = DeltaTable.forPath(spark, location).history(1).first()["version"]
+    version = latest_version(spark, location)
+    if version is None:
+        raise FileNotFoundError(f"no Delta table at {location}")
     frame = spark.read.format("delta").option("versionAsOf", version).load(location)
-    return frame, int(version)
-
-
-def delete_stale(spark: SparkSession, location: str, upstream: DataFrame) -> int:
-    """Delete rows of the table at ``location`` whose key is not in ``upstream``.
-
-    Returns how many were deleted; commits nothing when there are none.
-    """
-    target = spark.read.format("delta").load(location)
-    stale = keys_of(target).transform(not_in(keys_of(upstream))).persist()
-    count = stale.count()
-    if count:
-        table = DeltaTable.forPath(spark, location).alias("t")
-        (
-            table.merge(stale.alias("s"), _merge_key())
-            .whenMatchedDelete()
-            .execute()
-        )
-    stale.unpersist()
-    return count
+    return frame, version
 
 
 def _merge_key() -> Column:

@@ -247,6 +247,29 @@ def path_exists(spark: SparkSession, path: str) -> bool:
 # A name in _delta_log that only a committed version leaves: its commit, checkpoint or
 # checksum (``00000000000000000000.json``, ...), or the checkpoint pointer.
 _VERSION_ENTRY = re.compile(r"\d{20}\.|_last_checkpoint$")
+# A committed version's commit file or checkpoint (single or multi-part). Delta writes a
+# commit under a temporary name and renames it (local, HDFS) or puts it whole (S3), so a
+# name of this form is always a complete version.
+_COMMITTED = re.compile(r"(\d{20})\.(?:json|checkpoint(?:\.\d+\.\d+)?\.parquet)$")
+
+
+def _log_names(spark: SparkSession, path: str) -> list[str] | None:
+    """The names in ``path``'s ``_delta_log`` folder, or None when it has none.
+
+    A local lakehouse is listed by Python itself: a table's log keeps a commit and a
+    checksum per version for 30 days, and walking Hadoop's listing through py4j costs
+    three calls per entry. An object store's listing is Hadoop's.
+    """
+    log_dir = path.rstrip("/") + "/_delta_log"
+    if not is_remote(log_dir):
+        try:
+            return os.listdir(local_path(log_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    fs, hpath = hadoop_fs(spark, log_dir)
+    if not fs.exists(hpath):
+        return None
+    return [status.getPath().getName() for status in fs.listStatus(hpath)]
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
@@ -256,11 +279,16 @@ def is_delta_table(spark: SparkSession, path: str) -> bool:
     it wrote version 0 (Delta makes the folder first); :func:`ensure_table` creates the
     table there again.
     """
-    fs, hpath = hadoop_fs(spark, path.rstrip("/") + "/_delta_log")
-    if not fs.exists(hpath):
-        return False
-    return any(_VERSION_ENTRY.match(status.getPath().getName())
-               for status in fs.listStatus(hpath))
+    return any(_VERSION_ENTRY.match(name) for name in _log_names(spark, path) or ())
+
+
+def latest_version(spark: SparkSession, path: str) -> int | None:
+    """The latest committed version of the Delta table at ``path`` (None: no table),
+    from the names in its log: one listing, where ``DeltaTable.history(1)`` plans and
+    runs a Spark query to read the same number out of the last commit."""
+    versions = [int(match.group(1)) for name in _log_names(spark, path) or ()
+                if (match := _COMMITTED.match(name))]
+    return max(versions) if versions else None
 
 
 def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:

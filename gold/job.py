@@ -34,13 +34,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.incremental import append_rows, delete_stale, keys_of, pending_rows, read_pinned
+from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import (
     ensure_table,
     hadoop_fs,
     is_delta_table,
+    latest_version,
     read_text,
     session_conf,
     write_text,
@@ -71,9 +72,9 @@ def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: boo
 
     silver, version = read_pinned(spark, silver_location)
     run.details["silver_version"] = version
-    run.rows_deleted += delete_stale(spark, gold_location, silver)
-    done = keys_of(spark.read.format("delta").load(gold_location))
-    work, run.rows_in = pending_rows(silver, done)
+    todo = changes(spark, silver, [gold_location])
+    run.rows_deleted += delete_stale(spark, todo)
+    work, run.rows_in = todo.rows, todo.pending
     log.info("silver version %d: %d images to featurize", version, run.rows_in)
     if run.rows_in:
         _featurize(spark, config, run, work, identity, gold_location)
@@ -167,21 +168,22 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
     Kill-safe: the marker is written last. Files ``part-v<N>-*`` with N above the marker
     are leftovers of an interrupted append; they are removed before anything else.
     """
-    table = DeltaTable.forPath(spark, gold_location)
-    version = int(table.history(1).first()["version"])
+    version = latest_version(spark, gold_location)
     marker = join_path(config.export_path, EXPORT_MARKER)
     text = read_text(spark, marker)
     exported = int(text) if text and text.strip().isdigit() else None
     if exported == version:
         return config.export_path
-    return _export(spark, config, table, version, exported, gold_location)
+    return _export(spark, config, DeltaTable.forPath(spark, gold_location), version, exported,
+                   gold_location)
 
 
 def _export(spark: SparkSession, config: Config, table: DeltaTable, version: int,
             exported: int | None, gold_location: str) -> str:
     marker = join_path(config.export_path, EXPORT_MARKER)
     gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
-    appended_by = _appending_runs(table, exported) if exported is not None else None
+    appended_by = (_appending_runs(table, exported, version) if exported is not None
+                   and exported < version else None)
     if appended_by:
         _drop_unmarked_parts(spark, config.export_path, exported)
         # Each gold run appends once, and its rows carry its run id: Delta reads only
@@ -201,13 +203,17 @@ def _export(spark: SparkSession, config: Config, table: DeltaTable, version: int
     return config.export_path
 
 
-def _appending_runs(table: DeltaTable, since: int) -> list[str] | None:
-    """The run ids of the commits after version ``since`` when each of them was a gold
-    run's append (see :func:`common.incremental.append_rows`); else None."""
-    commits = table.history().where(F.col("version") > since).select(
+def _appending_runs(table: DeltaTable, since: int, version: int) -> list[str] | None:
+    """The run ids of the commits after version ``since`` up to ``version`` when each of
+    them was a gold run's append (see :func:`common.incremental.append_rows`); else None.
+    Only those commits are read, not the whole history."""
+    commits = table.history(version - since).where(
+        (F.col("version") > since) & (F.col("version") <= version)
+    ).select(
         "operation", "userMetadata", F.col("operationParameters").getItem("mode").alias("mode")
     ).collect()
-    if not commits or not all(
+    # Every commit of the range must be there (log clean-up may have removed old ones).
+    if len(commits) != version - since or not all(
         c.operation == "WRITE" and c.mode == "Append" and c.userMetadata for c in commits
     ):
         return None

@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.incremental import append_rows, delete_stale, keys_of, pending_rows, read_pinned
+from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import (
@@ -101,9 +101,9 @@ def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: boo
         F.col("pca_version") != current.version).count()
     if outdated:
         table.delete(F.col("pca_version") != current.version)
-    run.rows_deleted = outdated + delete_stale(spark, location, gold)
-    done = keys_of(spark.read.format("delta").load(location))
-    work, run.rows_in = pending_rows(gold, done)
+    todo = changes(spark, gold, [location])
+    run.rows_deleted = outdated + delete_stale(spark, todo)
+    work, run.rows_in = todo.rows, todo.pending
     if run.rows_in:
         fault_point("pca:before_commit")
         now = datetime.now(timezone.utc)

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from common.config import Config, ConfigError
 from common.images import DecodeLimits
-from common.incremental import append_rows, delete_stale, keys_of, pending, read_pinned
+from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, session_conf
@@ -49,14 +49,9 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
     bronze, version = read_pinned(spark, bronze_location)
     run.details["bronze_version"] = version
 
-    run.rows_deleted = delete_stale(spark, images_location, bronze) + delete_stale(
-        spark, rejects_location, bronze
-    )
+    todo = changes(spark, bronze, [images_location, rejects_location])
+    run.rows_deleted = delete_stale(spark, todo)
     fault_point("silver:after_delete")
-    done = keys_of(
-        spark.read.format("delta").load(images_location),
-        spark.read.format("delta").load(rejects_location),
-    )
     limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
     now = datetime.now(timezone.utc)
     # Decoded once and checkpointed to local disk (150 KB a row) for the two appends.
@@ -67,7 +62,7 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
     with session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
                       str(config.silver.arrow_batch_size)):
         work = (
-            pending(bronze, done)
+            todo.rows
             .transform(with_label_from_path)
             .transform(with_decoded_image(limits))
             .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)

@@ -1,43 +1,88 @@
-"""common/incremental.py: which upstream rows a run still has to process."""
+"""common/incremental.py: which upstream rows a run still has to process, which target
+rows are stale; common.spark.latest_version."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from common.incremental import keys_of, pending, pending_rows
-from common.spark import session_conf
+from common.incremental import changes, delete_stale, read_pinned
+from common.spark import latest_version, session_conf
+
+KEY_SCHEMA = "path string, content_hash string"
 
 
-def test_pending_returns_exactly_the_missing_keys_and_reads_only_their_files(
+def _delta(spark, location: Path, rows: list, schema: str, mode: str = "overwrite") -> str:  # noqa: ANN001
+    spark.createDataFrame(rows, schema).write.format("delta").mode(mode).save(str(location))
+    return str(location)
+
+
+def _keys(spark, location: str) -> list[tuple]:  # noqa: ANN001
+    return sorted(
+        (r.path, r.content_hash)
+        for r in spark.read.format("delta").load(location).select("path", "content_hash").collect()
+    )
+
+
+def test_changes_finds_exactly_the_pending_keys_and_reads_only_their_files(
     spark, tmp_path: Path
 ) -> None:
-    location = str(tmp_path / "upstream")
     schema = "path string, content_hash string, payload string, run_id string"
     # Two appends = files of run r1 and files of run r2 (Delta keeps min/max per file).
-    spark.createDataFrame([("a", "1", "A", "r1"), ("b", "2", "B", "r1"), ("c", None, "C", "r1")],
-                          schema).write.format("delta").save(location)
-    spark.createDataFrame([("d", "4", "D", "r2")], schema).write.format("delta").mode(
-        "append").save(location)
+    location = _delta(spark, tmp_path / "upstream",
+                      [("a", "1", "A", "r1"), ("b", "2", "B", "r1"), ("c", None, "C", "r1")],
+                      schema)
+    _delta(spark, tmp_path / "upstream", [("d", "4", "D", "r2")], schema, mode="append")
     upstream = spark.read.format("delta").load(location)
 
     # a and c (null hash, compared null-safely) are done; b of the same run is not; d's
-    # run is done entirely; b with another hash does not count as b.
-    done = spark.createDataFrame([("a", "1"), ("c", None), ("d", "4"), ("b", "other")],
-                                 "path string, content_hash string")
-    result, count = pending_rows(upstream, keys_of(done))
-    assert sorted((r.path, r.payload) for r in result.collect()) == [("b", "B")]
-    assert count == 1
-    r2_files = {f for f in upstream.where("run_id = 'r2'").inputFiles()}
-    assert r2_files and not r2_files & set(result.inputFiles())  # r2's files are skipped
+    # run is done entirely; b with another hash does not count as b (and is stale).
+    done = _delta(spark, tmp_path / "done",
+                  [("a", "1"), ("c", None), ("d", "4"), ("b", "other")], KEY_SCHEMA)
+    todo = changes(spark, upstream, [done])
+    assert sorted((r.path, r.payload) for r in todo.rows.collect()) == [("b", "B")]
+    assert todo.pending == 1
+    assert todo.stale == {done: 1}
+    r2_files = set(upstream.where("run_id = 'r2'").inputFiles())
+    assert r2_files and not r2_files & set(todo.rows.inputFiles())  # r2's files are skipped
 
-    assert pending(upstream, keys_of(upstream)).collect() == []
-    nothing_done = spark.createDataFrame([], "path string, content_hash string")
-    result, count = pending_rows(upstream, nothing_done)
-    assert count == 4
-    assert sorted((r.path, r.payload) for r in result.collect()) == [
+    everything = _delta(spark, tmp_path / "everything",
+                        [("a", "1"), ("b", "2"), ("c", None), ("d", "4")], KEY_SCHEMA)
+    todo = changes(spark, upstream, [everything])
+    assert (todo.rows.collect(), todo.pending, todo.stale) == ([], 0, {everything: 0})
+
+    nothing = _delta(spark, tmp_path / "nothing", [], KEY_SCHEMA)
+    todo = changes(spark, upstream, [nothing])
+    assert todo.pending == 4
+    assert sorted((r.path, r.payload) for r in todo.rows.collect()) == [
         ("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]
-    assert pending_rows(upstream, keys_of(upstream))[1] == 0
+
+
+def test_changes_and_delete_stale_across_two_targets(spark, tmp_path: Path) -> None:
+    # silver's case: each upstream key belongs in one of two tables. x left upstream
+    # (stale in the first), y changed its hash (stale in the second, pending anew), z is
+    # in both targets and not upstream (stale in both), u is in neither (pending).
+    upstream = spark.read.format("delta").load(_delta(
+        spark, tmp_path / "upstream",
+        [("k", "1", "r1"), ("m", None, "r1"), ("y", "new", "r2"), ("u", "5", "r2")],
+        "path string, content_hash string, run_id string"))
+    first = _delta(spark, tmp_path / "first", [("k", "1"), ("x", "9"), ("z", "7")], KEY_SCHEMA)
+    second = _delta(spark, tmp_path / "second", [("m", None), ("y", "old"), ("z", "7")],
+                    KEY_SCHEMA)
+
+    todo = changes(spark, upstream, [first, second])
+    assert todo.stale == {first: 2, second: 2}
+    assert todo.pending == 2
+    assert sorted(r.path for r in todo.rows.collect()) == ["u", "y"]
+
+    assert delete_stale(spark, todo) == 4
+    assert _keys(spark, first) == [("k", "1")]
+    assert _keys(spark, second) == [("m", None)]
+    # Nothing left to delete: no commit at all.
+    versions = latest_version(spark, first), latest_version(spark, second)
+    again = changes(spark, upstream, [first, second])
+    assert again.stale == {first: 0, second: 0} and delete_stale(spark, again) == 0
+    assert (latest_version(spark, first), latest_version(spark, second)) == versions
 
 
 def _join_of(frame) -> str:  # noqa: ANN001 - a DataFrame
@@ -48,26 +93,52 @@ def _join_of(frame) -> str:  # noqa: ANN001 - a DataFrame
     return joins[0]
 
 
-def test_pending_broadcasts_the_missing_keys_by_their_real_size_not_the_payload_s(
+def test_pending_rows_broadcast_the_keys_by_their_real_size_not_the_payload_s(
     spark, tmp_path: Path
 ) -> None:
     # Rows whose payload dwarfs their keys, like silver's images: the planner estimates
     # the checkpointed keys from the scan's file sizes, so without measuring them it
     # would shuffle the payload rows for the semi-join.
-    location = str(tmp_path / "upstream")
     rows = [(f"file:/photos/{i}.jpg", f"h{i}", os.urandom(1 << 20), "r1") for i in range(6)]
-    spark.createDataFrame(rows, "path string, content_hash string, payload binary, "
-                                "run_id string").write.format("delta").save(location)
-    upstream = spark.read.format("delta").load(location)
-    done = keys_of(upstream.where("path < 'file:/photos/3'"))
+    upstream = spark.read.format("delta").load(_delta(
+        spark, tmp_path / "upstream", rows,
+        "path string, content_hash string, payload binary, run_id string"))
+    done = _delta(spark, tmp_path / "done", [(p, h) for p, h, _, _ in rows[:3]], KEY_SCHEMA)
     with session_conf(spark, "spark.sql.autoBroadcastJoinThreshold", str(256 << 10)):
-        result = pending(upstream, done)
+        result = changes(spark, upstream, [done]).rows
         assert _join_of(result) == "BroadcastHashJoin"
         assert sorted((r.path, bytes(r.payload)) for r in result.collect()) == [
             (path, payload) for path, _, payload, _ in rows[3:]]
-    # Keys over the threshold (3 missing rows of ~80 bytes > 100 bytes) are left to the
+    # Keys over the threshold (3 pending rows of ~80 bytes > 100 bytes) are left to the
     # planner, which reads the scan's size.
     with session_conf(spark, "spark.sql.autoBroadcastJoinThreshold", "100"):
-        result = pending(upstream, done)
+        result = changes(spark, upstream, [done]).rows
         assert _join_of(result) == "SortMergeJoin"
         assert sorted(r.path for r in result.collect()) == [p for p, _, _, _ in rows[3:]]
+
+
+def test_latest_version_reads_the_log_names(spark, tmp_path: Path) -> None:
+    location = tmp_path / "table"
+    assert latest_version(spark, str(location)) is None  # no folder
+    (location / "_delta_log").mkdir(parents=True)
+    assert latest_version(spark, str(location)) is None  # a log with no version yet
+    for i in range(3):
+        _delta(spark, location, [(str(i), str(i))], KEY_SCHEMA, mode="append")
+    log = location / "_delta_log"
+    # What is not a committed version does not count: a commit still being written under
+    # its temporary name, a checksum, the checkpoint pointer.
+    (log / ".00000000000000000007.json.0f1e.tmp").write_text("{}")
+    (log / "00000000000000000009.crc").write_text("{}")
+    assert latest_version(spark, str(location)) == 2
+    frame, version = read_pinned(spark, str(location))
+    assert version == 2 and sorted(r.path for r in frame.collect()) == ["0", "1", "2"]
+    # A log whose old commits were cleaned up after a checkpoint still has its newest.
+    spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('x.note' = 'v3')")
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, str(location)).toDF()  # load the snapshot
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        spark._jsparkSession, str(location)).checkpoint()
+    for old in ("00000000000000000000.json", "00000000000000000001.json"):
+        (log / old).unlink()
+    assert latest_version(spark, str(location)) == 3
