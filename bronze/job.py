@@ -83,18 +83,18 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
     current = spark.read.format("delta").load(location)
     # Checkpointed: the upserts below change bronze, which would invalidate a cache.
     work = listing.transform(new_or_changed(current)).localCheckpoint(eager=True)
-    # Only new paths (the usual case): appends, one pass over the files; a file
-    # rewritten in place needs an upsert.
-    only_new = work.join(current.select("path"), "path", "left_semi").isEmpty()
-    write = functools.partial(write_files, spark, location, only_new=only_new)
     too_large = work.where(F.col("length") > config.bronze.max_file_bytes)
     empty = work.where(F.col("length") == 0)
-    # The three counts in one pass (each query costs a planning round in the driver).
+    # The counts in one pass (each query costs a planning round in the driver).
     counts = work.agg(
         F.count(F.lit(1)).alias("changed"),
         F.count(F.when(F.col("length") > config.bronze.max_file_bytes, 1)).alias("too_large"),
         F.count(F.when(F.col("length") == 0, 1)).alias("empty"),
+        F.count(F.when(F.col("changed_in_place"), 1)).alias("in_place"),
     ).first()
+    # Only new paths (the usual case): appends, one pass over the files; a file
+    # rewritten in place needs an upsert.
+    write = functools.partial(write_files, spark, location, only_new=not counts["in_place"])
     run.rows_rejected = counts["too_large"]
     log.info(
         "source %s: %d image files, %d new or changed (%d over %d bytes)",

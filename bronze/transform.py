@@ -30,19 +30,26 @@ def with_image_extension(extensions: Sequence[str]) -> Callable[[DataFrame], Dat
 
 
 def new_or_changed(current: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Listing rows (path, modificationTime, length) whose file is not in ``current`` as is.
+    """Listing rows (path, modificationTime, length) whose file is not in ``current`` as is,
+    with ``changed_in_place``: whether bronze already holds the path (with another
+    modification time or length), so the row replaces one rather than adding one.
 
     A file is unchanged when bronze holds its path with the same modification time and
     length; anything else (new path, rewritten in place) is work.
     """
     known = current.select(
-        "path",
-        F.col("modification_time").alias("modificationTime"),
-        "length",
+        F.col("path").alias("_known_path"),
+        F.col("modification_time").alias("_known_time"),
+        F.col("length").alias("_known_length"),
     )
 
     def step(listing: DataFrame) -> DataFrame:
-        return listing.join(known, ["path", "modificationTime", "length"], "left_anti")
+        joined = listing.join(known, listing["path"] == known["_known_path"], "left")
+        changed_in_place = F.col("_known_path").isNotNull()
+        same = (changed_in_place & (F.col("modificationTime") == F.col("_known_time"))
+                & (F.col("length") == F.col("_known_length")))
+        return joined.where(~same).select(
+            *listing.columns, changed_in_place.alias("changed_in_place"))
 
     return step
 
