@@ -15,6 +15,8 @@ ends with one of ``bronze.extensions`` (any letter case) is one row, keyed by pa
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
 import functools
 import logging
 import os

@@ -14,6 +14,8 @@ the pipeline with its exit code; the layers before it keep what they committed.
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
 import functools
 import logging
 import sys

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
 import json
 import sys
 from pathlib import Path

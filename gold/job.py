@@ -23,6 +23,8 @@ it is rewritten whole.
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
 import functools
 import logging
 import sys

@@ -16,6 +16,8 @@ no feature row is collected to the driver (the scatter plot takes a bounded samp
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
 import functools
 import json
 import logging

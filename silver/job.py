@@ -12,6 +12,8 @@ After every run each bronze path is in exactly one of the two tables.
 
 from __future__ import annotations
 
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
 import logging
 import sys
 from datetime import datetime, timezone
