@@ -27,6 +27,7 @@ def prefer_installed_pyspark(path: list[str]) -> list[str]:
     the only copy there and stays.
     """
     removed = []
+    on_path = {os.path.realpath(p) for p in path if p}
     for entry in list(path):
         name = os.path.basename(entry)
         if name != "pyspark.zip" and not (name.startswith("py4j-") and name.endswith("-src.zip")):
@@ -35,7 +36,7 @@ def prefer_installed_pyspark(path: list[str]) -> list[str]:
         site = os.path.dirname(package)
         installed = (os.path.basename(package) == "pyspark"
                      and os.path.isfile(os.path.join(package, "__init__.py"))
-                     and os.path.realpath(site) in {os.path.realpath(p) for p in path if p})
+                     and os.path.realpath(site) in on_path)
         if name.startswith("py4j-"):  # the same py4j version must be installed beside it
             dist_info = name[: -len("-src.zip")] + ".dist-info"
             installed = installed and os.path.isdir(os.path.join(site, dist_info))
