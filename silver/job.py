@@ -82,9 +82,15 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
             "parquet.block.size", config.gold.partition_bytes
         )
         fault_point("silver:before_commit")
-        append_rows(images_location, work.transform(accepted_images(run.run_id, now)), run.run_id)
+        # A table with no new rows is not written: the write would read the checkpoint
+        # and run a Spark job only for Delta to find no file to commit.
+        if run.rows_out:
+            append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
+                        run.run_id)
         fault_point("silver:between_commits")
-        append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)), run.run_id)
+        if run.rows_rejected:
+            append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)),
+                        run.run_id)
 
 
 def main(argv: list[str] | None = None) -> int:
