@@ -176,16 +176,15 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
     exported = int(text) if text and text.strip().isdigit() else None
     if exported == version:
         return config.export_path
-    return _export(spark, config, DeltaTable.forPath(spark, gold_location), version, exported,
-                   gold_location)
+    return _export(spark, config, version, exported, gold_location)
 
 
-def _export(spark: SparkSession, config: Config, table: DeltaTable, version: int,
-            exported: int | None, gold_location: str) -> str:
+def _export(spark: SparkSession, config: Config, version: int, exported: int | None,
+            gold_location: str) -> str:
     marker = join_path(config.export_path, EXPORT_MARKER)
     gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
-    appended_by = (_appending_runs(table, exported, version) if exported is not None
-                   and exported < version else None)
+    appended_by = (_appending_runs(DeltaTable.forPath(spark, gold_location), exported, version)
+                   if exported is not None and exported < version else None)
     if appended_by:
         _drop_unmarked_parts(spark, config.export_path, exported)
         # Each gold run appends once, and its rows carry its run id: Delta reads only
