@@ -65,6 +65,7 @@ class GoldSettings:
     arrow_batch_size: int
     inference_threads: int
     partition_bytes: int
+    image_reader: str
     export_path: str
 
 
@@ -102,6 +103,9 @@ class Config:
 
 
 ENGINES = ("onnx", "tensorflow", "tflite")
+# Who reads silver's images for gold (gold/silver_files.py): the Python workers straight
+# from silver's files (local lakehouses), Spark's JVM, or auto (workers where local).
+IMAGE_READERS = ("auto", "workers", "spark")
 
 
 def join_path(root: str, *parts: str) -> str:
@@ -285,6 +289,17 @@ def _validate(config: Config, file: str) -> Config:
     if config.gold.engine not in ENGINES:
         raise ConfigError(
             f"{file}: gold.engine must be one of {', '.join(ENGINES)}, got {config.gold.engine!r}"
+        )
+    if config.gold.image_reader not in IMAGE_READERS:
+        raise ConfigError(
+            f"{file}: gold.image_reader must be one of {', '.join(IMAGE_READERS)}, "
+            f"got {config.gold.image_reader!r}"
+        )
+    if config.gold.image_reader == "workers" and is_remote(config.lakehouse):
+        raise ConfigError(
+            f"{file}: gold.image_reader is workers, but the lakehouse {config.lakehouse} is "
+            "not on a local filesystem; the workers read local silver files only. Use auto "
+            "or spark (Spark then reads the images from the object store)."
         )
     if not config.gold.weights:
         raise ConfigError(f"{file}: gold.weights must be imagenet, random or a file path")

@@ -8,7 +8,9 @@
 rows whose silver row left (deleted, changed, rejected) are deleted; only silver rows
 whose ``(path, content_hash)`` is not in gold yet are featurized, in one pass, and
 appended. The driver loads the weights once and broadcasts them; each executor Python
-worker builds the model once (see :mod:`gold.udf`).
+worker builds the model once (see :mod:`gold.udf`). On a local lakehouse the workers
+read each image from silver's files themselves, so Spark reads only silver's keys
+(``gold.image_reader``, see :mod:`gold.silver_files`).
 
 Every gold row records its model identity (name + sha256 of the weights file). A run
 with other weights than the table's refuses to mix them unless ``--rebuild`` is given,
@@ -51,7 +53,7 @@ from common.spark import (
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.transform import export_columns, to_gold_rows, with_features
-from gold.udf import UdfMetrics, features_udf
+from gold.udf import UdfMetrics, features_from_files_udf, features_udf
 
 log = logging.getLogger("gold")
 
@@ -112,20 +114,22 @@ def _featurize(
     payload = build_payload(config.gold.engine, config.gold.weights, cache=cache)
     log.info("loaded %s for %s in %.1fs", identity, config.gold.engine,
              time.perf_counter() - started)
+    silver = DeltaTable.forPath(spark, SILVER_IMAGES.location(config.lakehouse)).detail().first()
+    reader = image_reader(config, silver["properties"])
+    run.details["image_reader"] = reader
     broadcast = spark.sparkContext.broadcast(payload)
     metrics = UdfMetrics.create(spark)
     threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
     batch_size = config.gold.batch_size or best_batch_size(config.gold.engine, threads)
-    features = features_udf(
-        broadcast, identity, config.gold.engine, batch_size, threads, metrics
-    )
+    udf = features_from_files_udf if reader == "workers" else features_udf
+    features = udf(broadcast, identity, config.gold.engine, batch_size, threads, metrics)
     now = datetime.now(timezone.utc)
-    rows = work.transform(with_features(features)).transform(
+    rows = work.transform(with_features(features, from_files=reader == "workers")).transform(
         to_gold_rows(identity, run.run_id, now)
     )
     fault_point("gold:before_write")
     started = time.perf_counter()
-    split = _split_bytes(spark, config, run.rows_in)
+    split = _split_bytes(spark, config, run.rows_in, silver["sizeInBytes"])
     run.details["split_bytes"] = split
     with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(split)), \
             session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)), \
@@ -150,14 +154,32 @@ def _featurize(
     )
 
 
-def _split_bytes(spark: SparkSession, config: Config, rows: int) -> int:
+def image_reader(config: Config, silver_properties: dict) -> str:
+    """``workers`` or ``spark``: who reads silver's images this run (gold.image_reader).
+
+    ``auto`` is workers on a local lakehouse whose silver stores columns under their own
+    names; Spark on an object store, or when silver uses Delta column mapping (its files
+    then name columns by ids that only Delta resolves).
+    """
+    mapped = (silver_properties or {}).get("delta.columnMapping.mode", "none") != "none"
+    if config.gold.image_reader == "workers" and mapped:
+        raise ConfigError(
+            "gold.image_reader is workers, but silver.images uses Delta column mapping "
+            "(delta.columnMapping.mode): its files' columns can only be read through "
+            "Delta. Use auto or spark."
+        )
+    if config.gold.image_reader == "spark" or is_remote(config.lakehouse) or mapped:
+        return "spark"
+    return "workers"
+
+
+def _split_bytes(spark: SparkSession, config: Config, rows: int, size: int) -> int:
     """Read-split size of the featurizing pass: about 4 tasks per core for this run's
     images, never below gold.partition_bytes (silver's row-group size, see silver.job,
     so a small increment still spreads over every core) nor above 128 MB (a large run
     makes few big tasks: each task costs a Python round trip; measured on 2,020 images,
     8 MB splits 140 img/s, 64 MB 155)."""
     location = SILVER_IMAGES.location(config.lakehouse)
-    size = DeltaTable.forPath(spark, location).detail().first()["sizeInBytes"]
     total_rows = spark.read.format("delta").load(location).count()
     work_bytes = rows * size // max(total_rows, 1)
     tasks = 4 * spark.sparkContext.defaultParallelism

@@ -11,10 +11,16 @@ from pyspark.sql import functions as F
 from common.tables import GOLD_FEATURES
 
 
-def with_features(features: Callable[[Column], Column]) -> Callable[[DataFrame], DataFrame]:
-    """Add ``features`` from ``image`` with the featurizing UDF."""
+def with_features(
+    features: Callable[..., Column], *, from_files: bool = False
+) -> Callable[[DataFrame], DataFrame]:
+    """Add ``features`` with the featurizing UDF: from ``image``, or (``from_files``)
+    from each row's silver file and key, so that Spark never reads the image column."""
 
     def step(silver: DataFrame) -> DataFrame:
+        if from_files:
+            return silver.withColumn("features", features(
+                F.col("_metadata.file_path"), F.col("path"), F.col("content_hash")))
         return silver.withColumn("features", features(F.col("image")))
 
     return step

@@ -6,6 +6,10 @@ cache, keyed by model identity, for every later batch and task (Spark reuses Pyt
 workers: ``spark.python.worker.reuse``). Accumulators count the engine builds, model
 calls and seconds spent in the model, so a run can show that the model was built once
 per worker, not once per batch.
+
+Two ways in for the images (``gold.image_reader``, see :mod:`gold.silver_files`):
+:func:`features_udf` takes the ``image`` column from Spark; :func:`features_from_files_udf`
+takes each row's silver file and key, and the worker reads the image from that file.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from pyspark.sql import types as T
 
 from common.images import pixels_to_array
 from common.jobs import fault_point
+from common.tables import IMAGE_SIZE
 from gold.model import Engine, ModelPayload, build_engine, featurize
+from gold.silver_files import SilverImages
 
 # Per Python worker process: (identity, engine name, threads) -> engine.
 _ENGINES: dict[tuple[str, str, int], Engine] = {}
@@ -73,11 +79,50 @@ def features_udf(
             # Built on the first batch, so an empty partition never loads the model.
             model = cached_engine(payload, identity, engine, threads, metrics)
             pixels = np.stack([pixels_to_array(b) for b in images])
-            started = time.perf_counter()
-            vectors = featurize(model, pixels, batch_size)
-            metrics.model_seconds += time.perf_counter() - started
-            metrics.model_calls += -(-len(pixels) // batch_size)
-            fault_point("gold:in_udf")
-            yield pd.Series(list(vectors))
+            yield _featurize(model, pixels, batch_size, metrics)
 
     return features
+
+
+def features_from_files_udf(
+    payload: Broadcast[ModelPayload],
+    identity: str,
+    engine: str,
+    batch_size: int,
+    threads: int,
+    metrics: UdfMetrics,
+) -> Callable[[Column, Column, Column], Column]:
+    """A Scalar Iterator pandas UDF: (silver file URI, ``path``, ``content_hash``) ->
+    ``array<float>`` (1280); the worker reads each image from the silver file."""
+
+    @F.pandas_udf(T.ArrayType(T.FloatType(), False))
+    def features(
+        batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]],
+    ) -> Iterator[pd.Series]:
+        reader = _READERS.setdefault("silver", SilverImages())
+        for files, paths, hashes in batches:
+            model = cached_engine(payload, identity, engine, threads, metrics)
+            pixels = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+            # A task reads one split of one file; a batch spans two files only where
+            # Spark packed small files into one task.
+            starts = np.flatnonzero(np.r_[True, files.to_numpy()[1:] != files.to_numpy()[:-1]])
+            for start, end in zip(starts, [*starts[1:], len(files)]):
+                reader.pixels(files.iat[start], paths.iloc[start:end].tolist(),
+                              hashes.iloc[start:end].tolist(), out=pixels[start:end])
+            yield _featurize(model, pixels, batch_size, metrics)
+
+    return features
+
+
+# Per Python worker process: the silver file reader (its index and decoded slice).
+_READERS: dict[str, SilverImages] = {}
+
+
+def _featurize(model: Engine, pixels: np.ndarray, batch_size: int,
+               metrics: UdfMetrics) -> pd.Series:
+    started = time.perf_counter()
+    vectors = featurize(model, pixels, batch_size)
+    metrics.model_seconds += time.perf_counter() - started
+    metrics.model_calls += -(-len(pixels) // batch_size)
+    fault_point("gold:in_udf")
+    return pd.Series(list(vectors))

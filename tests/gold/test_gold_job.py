@@ -157,3 +157,39 @@ def test_export_grows_by_new_files_when_gold_only_gained_rows(
         assert row.label == "Kiwi"
         np.testing.assert_array_equal(row.features, np.asarray(current[row.path].features,
                                                                 dtype=np.float32))
+
+
+def test_workers_read_the_images_from_silver_files(spark, lakehouse: Path,
+                                                   tmp_path: Path) -> None:
+    """gold.image_reader: the workers' reader (the local default) and Spark's give the
+    features of each photo's own pixels, from a lakehouse whose path needs quoting."""
+    from common.images import DecodeLimits, decode_for_model
+    from tests.conftest import DATABASES
+
+    source = tmp_path / "src"
+    photos = {f"Pear {i % 2}/p{i}.jpg": jpeg_bytes(gradient(90 + i, 100, seed=30 + i))
+              for i in range(5)}
+    for name, content in photos.items():
+        write(source / name, content)
+    weights, _ = gold_model.load_weights("random")
+    engine = gold_model.TensorflowEngine(weights, threads=1)
+    limits = DecodeLimits(max_pixels=10**8, min_side=32)
+    names = sorted(photos)
+    pixels = np.stack([np.frombuffer(decode_for_model(photos[n], limits).pixels, np.uint8)
+                       .reshape(224, 224, 3) for n in names])
+    expected = gold_model.featurize(engine, pixels, batch_size=len(names))
+
+    for reader in ("workers", "spark"):
+        for database in DATABASES:
+            spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+        lake = tmp_path / f"lake house {reader}"  # Spark gives the files' URIs quoted
+        bronze_silver(source, lake)
+        assert gold(lake, *RANDOM, "--set", f"gold.image_reader={reader}") == 0
+        run = last_run(spark, lake, "gold")
+        assert (run["details"]["image_reader"], run["rows_out"]) == (reader, 5)
+        stored = gold_features(spark, lake)
+        for name, vector in zip(names, expected):
+            row = stored[f"file:{source / name}"]
+            assert row.label == name.split("/")[0]
+            np.testing.assert_allclose(np.asarray(row.features, np.float32), vector,
+                                       rtol=0, atol=1e-5)

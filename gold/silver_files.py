@@ -1,0 +1,122 @@
+"""Silver's images read by gold's Python workers straight from silver's Parquet files.
+
+Gold needs each pending silver row's 150 KB image in a Python worker. Through Spark, the
+JVM reads and decompresses the image column, copies each image several times (Parquet
+page, column vector, row, Arrow buffer) and sends it over a socket to the worker: about
+half of what the driver JVM allocated in a gold run (Java Flight Recorder), CPU taken
+from the two workers that run the model. With ``gold.image_reader: workers`` the JVM
+reads only the small columns (the keys, the label) and hands each worker the key and the
+silver file of each row (``_metadata.file_path``, which Delta's scan exposes); the worker
+reads that file's image column itself with pyarrow, one row group at a time, in the
+order the rows come (the scan's order), and keeps at most ``WINDOW_ROWS`` decoded
+images.
+
+Which rows are featurized is still decided by Spark and Delta (the pinned snapshot, the
+key comparison, deletion vectors): the worker only looks up, in a file of that snapshot,
+the image of a key it was given. Each silver file is written by one append, so a key is
+in it once. A key not found raises :class:`SilverFileError` (the file is not what the
+snapshot said: changed under the run).
+
+Local files only (``file:`` URIs and plain paths): on an object store the JVM reads the
+images, with Hadoop's credentials and retries (``auto`` picks that there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common.tables import IMAGE_SIZE
+
+# Decoded images kept per worker (at most 256 x 150 KB = 38 MB): rows are read from a
+# row group in slices of this many. Silver's 2 MB row groups hold ~80-300 images, read in
+# one slice. Slices that cut a row group cost more (pyarrow 21, one silver file, 3,000
+# images of ~110-row groups): 64 rows 0.78 ms an image, 128 rows 0.38, 256 or more 0.09-0.14.
+WINDOW_ROWS = 256
+_PIXELS = IMAGE_SIZE * IMAGE_SIZE * 3
+
+
+class SilverFileError(RuntimeError):
+    """A silver file does not hold a row the snapshot said it holds."""
+
+
+def local_file(uri: str) -> str:
+    """The local path of a ``file:`` URI as Spark gives it (percent-encoded) or a path."""
+    if "://" in uri or uri.startswith("file:"):
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("", "file"):
+            raise SilverFileError(f"{uri}: gold's workers read local silver files only")
+        return unquote(parsed.path)
+    return uri
+
+
+class SilverImages:
+    """One worker's reader: the images of given keys, from one silver file at a time.
+
+    The first request for a file indexes its keys (``path``, ``content_hash``: small
+    columns) by row group and row. Images are then read from the row group of each key
+    in slices of ``window`` rows, moving forward; a key behind the current slice (not the
+    scan's order) restarts that row group's reading.
+    """
+
+    def __init__(self, window: int = WINDOW_ROWS) -> None:
+        self.window = window
+        self._uri: str | None = None
+        self._file: pq.ParquetFile | None = None
+        self._index: dict[tuple[str, str | None], tuple[int, int]] = {}
+        self._group = -1
+        self._slices: Iterator[pa.RecordBatch] | None = None
+        self._first = 0  # row (within the group) of the slice's first image
+        self._slice: pa.BinaryArray | None = None
+        self.row_groups_read = 0
+
+    def pixels(self, uri: str, paths: Sequence[str], hashes: Sequence[str | None],
+               out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (n, 224, 224, 3): the images of the keys ``zip(paths, hashes)`` in ``uri``."""
+        self._open(uri)
+        if out is None:
+            out = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        flat = out.reshape(len(paths), _PIXELS)
+        for i, key in enumerate(zip(paths, hashes)):
+            where = self._index.get(key)
+            if where is None:
+                raise SilverFileError(
+                    f"silver file {uri} holds no row {key[0]!r} (content_hash {key[1]!r}): "
+                    "it changed under this run; run gold again")
+            image = self._image(*where)
+            if len(image) != _PIXELS:
+                raise SilverFileError(
+                    f"silver row {key[0]!r} in {uri} has {len(image)} image bytes, not "
+                    f"{_PIXELS} (224x224 RGB)")
+            flat[i] = np.frombuffer(image, dtype=np.uint8)
+        return out
+
+    def _open(self, uri: str) -> None:
+        if uri == self._uri:
+            return
+        handle = pq.ParquetFile(local_file(uri))
+        index = {}
+        for group in range(handle.metadata.num_row_groups):
+            keys = handle.read_row_group(group, columns=["path", "content_hash"])
+            for row, key in enumerate(zip(keys.column(0).to_pylist(),
+                                          keys.column(1).to_pylist())):
+                index[key] = (group, row)
+        self._uri, self._file, self._index = uri, handle, index
+        self._group, self._slices, self._slice = -1, None, None
+
+    def _image(self, group: int, row: int) -> memoryview:
+        if group != self._group or row < self._first:
+            self._group, self._first, self._slice = group, 0, None
+            self._slices = self._file.iter_batches(
+                batch_size=self.window, row_groups=[group], columns=["image"],
+                use_threads=False)
+            self.row_groups_read += 1
+        while self._slice is None or row >= self._first + len(self._slice):
+            if self._slice is not None:
+                self._first += len(self._slice)
+            self._slice = next(self._slices).column(0)
+        return memoryview(self._slice[row - self._first].as_buffer())
