@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 from common.tables import IMAGE_SIZE
 
 # Decoded images kept per worker (at most 256 x 150 KB = 38 MB): rows are read from a
-# row group in slices of this many. Silver's 2 MB row groups hold ~80-300 images, read in
-# one slice. Slices that cut a row group cost more (pyarrow 21, one silver file, 3,000
-# images of ~110-row groups): 64 rows 0.78 ms an image, 128 rows 0.38, 256 or more 0.09-0.14.
+# row group in slices of this many; silver's 2 MB row groups hold ~80-300 images. Reading
+# 3,000 images of one bench silver file (groups of ~110 rows) this way: 0.06-0.07 ms an
+# image with slices of 64 or 256 rows.
 WINDOW_ROWS = 256
 _PIXELS = IMAGE_SIZE * IMAGE_SIZE * 3
 
@@ -72,6 +72,8 @@ class SilverImages:
         self._slices: Iterator[pa.RecordBatch] | None = None
         self._first = 0  # row (within the group) of the slice's first image
         self._slice: pa.BinaryArray | None = None
+        self._offsets = np.zeros(1, np.int32)
+        self._data = np.empty(0, np.uint8)
         self.row_groups_read = 0
 
     def pixels(self, uri: str, paths: Sequence[str], hashes: Sequence[str | None],
@@ -92,31 +94,53 @@ class SilverImages:
                 raise SilverFileError(
                     f"silver row {key[0]!r} in {uri} has {len(image)} image bytes, not "
                     f"{_PIXELS} (224x224 RGB)")
-            flat[i] = np.frombuffer(image, dtype=np.uint8)
+            flat[i] = image
         return out
+
+    def _close(self) -> None:
+        # The reader of the row group being left, and its decoded slice.
+        if self._slices is not None:
+            self._slices.close()
+        self._slices, self._slice = None, None
 
     def _open(self, uri: str) -> None:
         if uri == self._uri:
             return
-        handle = pq.ParquetFile(local_file(uri))
+        local = local_file(uri)
+        # The keys through a handle of their own: pyarrow 21's ParquetFile, once it has
+        # read row groups with read_row_group, kept ~20 MB more for each row group it then
+        # read with iter_batches (1.7 GB after a 10,000-image file; 0.2 GB apart).
+        keys = pq.ParquetFile(local)
         index = {}
-        for group in range(handle.metadata.num_row_groups):
-            keys = handle.read_row_group(group, columns=["path", "content_hash"])
-            for row, key in enumerate(zip(keys.column(0).to_pylist(),
-                                          keys.column(1).to_pylist())):
+        for group in range(keys.metadata.num_row_groups):
+            table = keys.read_row_group(group, columns=["path", "content_hash"])
+            for row, key in enumerate(zip(table.column(0).to_pylist(),
+                                          table.column(1).to_pylist())):
                 index[key] = (group, row)
-        self._uri, self._file, self._index = uri, handle, index
-        self._group, self._slices, self._slice = -1, None, None
+        handle = pq.ParquetFile(local)
+        self._close()
+        self._uri, self._file, self._index, self._group = uri, handle, index, -1
 
-    def _image(self, group: int, row: int) -> memoryview:
+    def _image(self, group: int, row: int) -> np.ndarray:
         if group != self._group or row < self._first:
-            self._group, self._first, self._slice = group, 0, None
+            self._close()
+            self._group, self._first = group, 0
             self._slices = self._file.iter_batches(
                 batch_size=self.window, row_groups=[group], columns=["image"],
                 use_threads=False)
             self.row_groups_read += 1
-        while self._slice is None or row >= self._first + len(self._slice):
+        while self._slice is None or row >= self._first + len(self._offsets) - 1:
             if self._slice is not None:
-                self._first += len(self._slice)
+                self._first += len(self._offsets) - 1
             self._slice = next(self._slices).column(0)
-        return memoryview(self._slice[row - self._first].as_buffer())
+            # The slice's bytes and offsets as NumPy views: an image is a view of the
+            # bytes, no copy. (pyarrow's per-value scalars, ``column[i].as_buffer()``,
+            # kept every image's 150 KB alive: 1.5 GB after a 10,000-image file.)
+            width = np.int64 if pa.types.is_large_binary(self._slice.type) else np.int32
+            _, offsets, data = self._slice.buffers()
+            self._offsets = np.frombuffer(offsets, dtype=width)[
+                self._slice.offset : self._slice.offset + len(self._slice) + 1]
+            self._data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(
+                0, np.uint8)
+        at = row - self._first
+        return self._data[self._offsets[at] : self._offsets[at + 1]]

@@ -99,3 +99,33 @@ def test_workers_refuse_a_silver_with_column_mapping() -> None:
     config = load_config("local", {"gold.image_reader": "workers", "lakehouse": "/data/lake"})
     with pytest.raises(ConfigError, match="column mapping"):
         image_reader(config, {"delta.columnMapping.mode": "id"})
+
+
+def test_memory_stays_flat_over_many_row_groups(tmp_path: Path) -> None:
+    """Reading a file's row groups one after the other keeps one slice, not the file:
+    pyarrow once kept every row group read (about its decoded size each)."""
+    file = tmp_path / "part-0.parquet"
+    rng = np.random.default_rng(0)
+    count, group = 640, 8  # 80 row groups of 1.2 MB of (incompressible) pixels
+    images = rng.integers(0, 256, size=(count, 224 * 224 * 3), dtype=np.uint8)
+    pq.write_table(pa.table({
+        "path": [f"file:/p/{i}.jpg" for i in range(count)],
+        "content_hash": [f"h{i}" for i in range(count)],
+        "image": pa.array([row.tobytes() for row in images], type=pa.binary()),
+    }), file, row_group_size=group, compression="zstd")
+    last = images[-1].copy()
+    del images
+
+    def resident_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+    reader = SilverImages()
+    keys = [(f"file:/p/{i}.jpg", f"h{i}") for i in range(count)]
+    reader.pixels(str(file), *zip(*keys[:group]))  # the index, the first slice
+    before = resident_mb()
+    for start in range(group, count, group):
+        got = reader.pixels(str(file), *zip(*keys[start:start + group]))
+    assert reader.row_groups_read == count // group
+    np.testing.assert_array_equal(got[-1].reshape(-1), last)
+    assert resident_mb() - before < 40, resident_mb() - before  # 94 MB if kept
