@@ -53,7 +53,7 @@ from common.spark import (
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.transform import export_columns, to_gold_rows, with_features
-from gold.udf import UdfMetrics, features_from_files_udf, features_udf
+from gold.udf import UdfMetrics, features_udf
 
 log = logging.getLogger("gold")
 
@@ -121,8 +121,8 @@ def _featurize(
     metrics = UdfMetrics.create(spark)
     threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
     batch_size = config.gold.batch_size or best_batch_size(config.gold.engine, threads)
-    udf = features_from_files_udf if reader == "workers" else features_udf
-    features = udf(broadcast, identity, config.gold.engine, batch_size, threads, metrics)
+    features = features_udf(broadcast, identity, config.gold.engine, batch_size, threads,
+                            metrics, from_files=reader == "workers")
     now = datetime.now(timezone.utc)
     rows = work.transform(with_features(features, from_files=reader == "workers")).transform(
         to_gold_rows(identity, run.run_id, now)

@@ -8,8 +8,8 @@ calls and seconds spent in the model, so a run can show that the model was built
 per worker, not once per batch.
 
 Two ways in for the images (``gold.image_reader``, see :mod:`gold.silver_files`):
-:func:`features_udf` takes the ``image`` column from Spark; :func:`features_from_files_udf`
-takes each row's silver file and key, and the worker reads the image from that file.
+:func:`features_udf` takes the ``image`` column from Spark, or (``from_files``) each row's
+silver file and key, and the worker reads the image from that file.
 """
 
 from __future__ import annotations
@@ -70,8 +70,12 @@ def features_udf(
     batch_size: int,
     threads: int,
     metrics: UdfMetrics,
-) -> Callable[[Column], Column]:
-    """A Scalar Iterator pandas UDF: ``image`` (224x224x3 bytes) -> ``array<float>`` (1280)."""
+    *,
+    from_files: bool = False,
+) -> Callable[..., Column]:
+    """A Scalar Iterator pandas UDF -> ``array<float>`` (1280): of ``image`` (224x224x3
+    bytes), or with ``from_files`` of (silver file URI, ``path``, ``content_hash``), the
+    worker reading each image from the silver file."""
 
     @F.pandas_udf(T.ArrayType(T.FloatType(), False))
     def features(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
@@ -81,25 +85,10 @@ def features_udf(
             pixels = np.stack([pixels_to_array(b) for b in images])
             yield _featurize(model, pixels, batch_size, metrics)
 
-    return features
-
-
-def features_from_files_udf(
-    payload: Broadcast[ModelPayload],
-    identity: str,
-    engine: str,
-    batch_size: int,
-    threads: int,
-    metrics: UdfMetrics,
-) -> Callable[[Column, Column, Column], Column]:
-    """A Scalar Iterator pandas UDF: (silver file URI, ``path``, ``content_hash``) ->
-    ``array<float>`` (1280); the worker reads each image from the silver file."""
-
     @F.pandas_udf(T.ArrayType(T.FloatType(), False))
-    def features(
+    def features_from_files(
         batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]],
     ) -> Iterator[pd.Series]:
-        reader = _READERS.setdefault("silver", SilverImages())
         for files, paths, hashes in batches:
             model = cached_engine(payload, identity, engine, threads, metrics)
             pixels = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
@@ -107,15 +96,15 @@ def features_from_files_udf(
             # Spark packed small files into one task.
             starts = np.flatnonzero(np.r_[True, files.to_numpy()[1:] != files.to_numpy()[:-1]])
             for start, end in zip(starts, [*starts[1:], len(files)]):
-                reader.pixels(files.iat[start], paths.iloc[start:end].tolist(),
-                              hashes.iloc[start:end].tolist(), out=pixels[start:end])
+                _SILVER.pixels(files.iat[start], paths.iloc[start:end].tolist(),
+                               hashes.iloc[start:end].tolist(), out=pixels[start:end])
             yield _featurize(model, pixels, batch_size, metrics)
 
-    return features
+    return features_from_files if from_files else features
 
 
 # Per Python worker process: the silver file reader (its index and decoded slice).
-_READERS: dict[str, SilverImages] = {}
+_SILVER = SilverImages()
 
 
 def _featurize(model: Engine, pixels: np.ndarray, batch_size: int,
