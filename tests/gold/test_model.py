@@ -74,3 +74,54 @@ def test_an_unknown_engine_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown engine 'torch'"):
         model.build_payload("torch", "random", cache=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+# Run in a fresh interpreter: the test session itself has TensorFlow loaded, and then the
+# conversion stays in-process by design.
+_CHILD_CONVERSION = """
+import sys
+from pathlib import Path
+import numpy as np
+import gold.model as model
+
+cache = Path(sys.argv[1])
+payload = model.build_payload("tflite", "random", cache=cache)
+assert "tensorflow" not in sys.modules, "the driver loaded TensorFlow itself"
+assert payload.identity == f"{model.MODEL_NAME}@random-seed-0", payload.identity
+[cached] = (cache / "tflite").iterdir()
+assert cached.read_bytes() == payload.converted
+images = np.stack([np.full((224, 224, 3), 40 * i, np.uint8) for i in range(1, 4)])
+images[:, 50:150, 60:120, 1] = 250
+got = model.featurize(model.build_engine(payload, threads=1), images, 3)
+
+bogus = cache / "not-weights.h5"
+bogus.write_bytes(b"not an HDF5 file")
+try:
+    model.build_payload("tflite", str(bogus), cache=cache / "other")
+except model.WeightsError as exc:
+    assert "is not a MobileNetV2" in str(exc), exc
+else:
+    raise AssertionError("a file that holds no weights was converted")
+
+weights, _ = model.load_weights("random")  # the reference, now in this process
+expected = model.TensorflowEngine(weights, threads=1).run(model.preprocess(images))
+scale = float(np.abs(expected).max())
+assert scale > 0
+assert float(np.abs(got - expected).max()) <= 1e-5 * scale
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_without_tensorflow_converts_in_a_child_process(tmp_path: Path) -> None:
+    """gold's driver (a fresh spark-submit Python) converts in a child process, so the
+    ~1 GB of TensorFlow and the Keras model never stay in it; the conversion is the same
+    model (against the Keras reference) and a bad weights file still says why."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _CHILD_CONVERSION, str(tmp_path)],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
