@@ -7,6 +7,8 @@ weights are seeded random ones, so the test needs no weights file.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +119,6 @@ def test_a_driver_without_tensorflow_converts_in_a_child_process(tmp_path: Path)
     """gold's driver (a fresh spark-submit Python) converts in a child process, so the
     ~1 GB of TensorFlow and the Keras model never stay in it; the conversion is the same
     model (against the Keras reference) and a bad weights file still says why."""
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-c", _CHILD_CONVERSION, str(tmp_path)],
                             cwd=Path(__file__).resolve().parents[2], capture_output=True,
                             text=True, timeout=600, check=False)
