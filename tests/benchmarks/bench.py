@@ -127,7 +127,7 @@ class PeakMemory:
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            sizes = _tree_pss(me)
+            sizes = _tree_memory(me)
             total = sum(size for _, size in sizes)
             if total > self.peak:
                 self.peak = total
@@ -144,12 +144,15 @@ def _pss(pid: int) -> int:
     return 0
 
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
 def _rss(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(handle.read().split()[1]) * _PAGE_SIZE
 
 
-def _tree_pss(root: int) -> list[tuple[str, int]]:
+def _tree_memory(root: int) -> list[tuple[str, int]]:
     """(short command, bytes) of every descendant of ``root``: PSS, a JVM's resident set."""
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
