@@ -32,6 +32,22 @@ def make_config(lakehouse: Path, **overrides: object) -> Config:
     return load_config("local", values)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spark_scratch(tmp_path_factory: pytest.TempPathFactory):
+    """Spark's scratch folders (block manager, checkpoints, a job's files) under pytest's
+    temporary folder instead of /tmp, for the in-process session and every job the tests
+    submit. Tests kill jobs on purpose, and a killed JVM leaves its scratch behind (silver's
+    local checkpoint of decoded images among it); pytest deletes the folders of old test
+    sessions. A SPARK_LOCAL_DIRS of the user's own is kept."""
+    if os.environ.get("SPARK_LOCAL_DIRS"):
+        yield Path(os.environ["SPARK_LOCAL_DIRS"].split(",")[0])
+        return
+    scratch = tmp_path_factory.mktemp("spark-scratch")
+    os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
+    yield scratch
+    os.environ.pop("SPARK_LOCAL_DIRS", None)
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):
     config = make_config(tmp_path_factory.mktemp("session-lakehouse"))
