@@ -40,11 +40,10 @@ def spark_scratch(tmp_path_factory: pytest.TempPathFactory):
     local checkpoint of decoded images among it); pytest deletes the folders of old test
     sessions. A SPARK_LOCAL_DIRS of the user's own is kept."""
     if os.environ.get("SPARK_LOCAL_DIRS"):
-        yield Path(os.environ["SPARK_LOCAL_DIRS"].split(",")[0])
+        yield
         return
-    scratch = tmp_path_factory.mktemp("spark-scratch")
-    os.environ["SPARK_LOCAL_DIRS"] = str(scratch)
-    yield scratch
+    os.environ["SPARK_LOCAL_DIRS"] = str(tmp_path_factory.mktemp("spark-scratch"))
+    yield
     os.environ.pop("SPARK_LOCAL_DIRS", None)
 
 
