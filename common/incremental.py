@@ -13,20 +13,36 @@ that could disagree with them). A run
 Killed anywhere, the next run sees exactly what was committed and does the rest: no
 duplicates (step 4 skips keys already present) and no losses (nothing is marked done
 except by the commit of the row itself).
+
+The log path (:func:`changes_from_log`) is the same comparison made cheap for the usual
+run, the one that follows a completed run of the same job while upstream only gained
+files. The append that ends a run records, in its commit's ``userMetadata``, the
+upstream table and version its targets now agree with (:func:`sync_marker`). When that
+commit is still the target's latest (and the other targets are still at the versions
+it names), and upstream's commits since that version are all plain appends, the
+pending rows are exactly the rows of the files those commits added, and nothing is
+stale: the run reads those files and a handful of commit files, and no table's file
+list is rebuilt. In any other case (no marker, a merge or delete upstream or in a
+target, a run killed between its commits, log clean-up, other weights...) the run
+compares the keys as above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import reduce
+from urllib.parse import unquote
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from common.config import memory_bytes
-from common.spark import latest_version
+from common.config import join_path, memory_bytes
+from common.spark import latest_version, read_text
 
 KEYS = ("path", "content_hash")
 # Which table a key row comes from in :func:`changes`: the upstream table, or the i-th
@@ -48,7 +64,12 @@ class Changes:
     pending: int
     stale: dict[str, int]
     targets: tuple[str, ...]
-    diff: DataFrame  # the keys that differ: path, content_hash, run_id, sides
+    diff: DataFrame | None  # the keys that differ: path, content_hash, run_id, sides
+    # How they were found: "keys" (:func:`changes`) or "log" (:func:`changes_from_log`).
+    via: str = "keys"
+    # Log path only: the bytes of the upstream files read, and upstream's table properties.
+    bytes: int | None = None
+    properties: dict = field(default_factory=dict)
 
 
 def changes(spark: SparkSession, upstream: DataFrame, targets: Sequence[str]) -> Changes:
@@ -166,10 +187,193 @@ def _merge_key() -> Column:
     )
 
 
-def append_rows(location: str, rows: DataFrame, run_id: str | None = None) -> None:
+def append_rows(location: str, rows: DataFrame, run_id: str | None = None, *,
+                marker: str | None = None) -> None:
     """Append ``rows`` to the Delta table at ``location`` in one commit (its history's
-    ``userMetadata`` records ``run_id``, the run id every appended row carries)."""
+    ``userMetadata`` records ``run_id``, the run id every appended row carries, or the
+    run's ``marker`` (:func:`sync_marker`), which holds it)."""
     writer = rows.write.format("delta").mode("append")
-    if run_id:
-        writer = writer.option("userMetadata", run_id)
+    if marker or run_id:
+        writer = writer.option("userMetadata", marker or run_id)
     writer.save(location)
+
+
+# --- The log path ----------------------------------------------------------------------
+
+# Upstream commits a log-path run reads at most; beyond that the keys are compared (one
+# pass over every key costs less than hundreds of small reads from an object store).
+MAX_LOG_COMMITS = 200
+# Characters that Spark's file reader would expand as a glob in a file's path.
+_GLOB = re.compile(r"[*?\[\]{}\\]")
+
+
+@dataclass(frozen=True)
+class TableState:
+    """A Delta table at one version, from that version's checksum file (``.crc``)."""
+
+    version: int
+    id: str
+    schema: T.StructType
+    configuration: dict
+    partition_columns: tuple[str, ...]
+
+
+def _log_file(location: str, version: int, suffix: str) -> str:
+    return join_path(location, "_delta_log", f"{version:020d}.{suffix}")
+
+
+def read_commit(spark: SparkSession, location: str, version: int) -> list[dict] | None:
+    """The actions of one commit of the Delta table at ``location`` (None: not there)."""
+    text = read_text(spark, _log_file(location, version, "json"))
+    if text is None:
+        return None
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def table_state(spark: SparkSession, location: str, version: int | None = None
+                ) -> TableState | None:
+    """The table at ``version`` (default: its latest) as its checksum file describes it;
+    None when that file is missing or says nothing of the table's metadata. Delta 4
+    writes one after each commit."""
+    if version is None:
+        version = latest_version(spark, location)
+        if version is None:
+            return None
+    text = read_text(spark, _log_file(location, version, "crc"))
+    try:
+        metadata = json.loads(text or "{}").get("metadata") or {}
+        return TableState(version, metadata["id"],
+                          T.StructType.fromJson(json.loads(metadata["schemaString"])),
+                          dict(metadata.get("configuration") or {}),
+                          tuple(metadata.get("partitionColumns") or ()))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def sync_marker(spark: SparkSession, run_id: str, upstream: str, upstream_version: int,
+                also: Mapping[str, str] | None = None, **facts: str) -> str:
+    """The ``userMetadata`` of the append that ends a run (:func:`append_rows`).
+
+    Besides the run id it records that the run's targets now agree with the table at
+    ``upstream`` as of ``upstream_version`` (its table id and version), the table id and
+    version of every other target in ``also`` (name -> location; written before this
+    append), and ``facts`` (such as the model). Only the plain run id when a checksum
+    file is missing: the next run then compares the keys.
+    """
+    source = table_state(spark, upstream, upstream_version)
+    if source is None:
+        return run_id
+    tables = {}
+    for name, location in (also or {}).items():
+        state = table_state(spark, location)
+        if state is None:
+            return run_id
+        tables[name] = {"id": state.id, "version": state.version}
+    return json.dumps({"run_id": run_id, "upstream": {"id": source.id,
+                                                      "version": upstream_version},
+                       "tables": tables, **facts}, sort_keys=True)
+
+
+def _commit_info(actions: list[dict]) -> dict:
+    return next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+
+
+def _is_append(info: dict) -> bool:
+    return info.get("operation") == "WRITE" and (
+        info.get("operationParameters") or {}).get("mode") == "Append"
+
+
+def last_marker(spark: SparkSession, location: str) -> dict | None:
+    """The sync marker of the latest commit of the table at ``location``, if that commit
+    is an append that carries one (None otherwise)."""
+    version = latest_version(spark, location)
+    actions = read_commit(spark, location, version) if version is not None else None
+    info = _commit_info(actions or [])
+    text = info.get("userMetadata") or ""
+    if not _is_append(info) or not text.startswith("{"):
+        return None
+    try:
+        marker = json.loads(text)
+        int(marker["upstream"]["version"]), str(marker["upstream"]["id"])
+        dict(marker["tables"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return marker
+
+
+def appended_files(spark: SparkSession, location: str, since: int, until: int
+                   ) -> list[dict] | None:
+    """The ``add`` actions of the commits ``since + 1 .. until`` of the table at
+    ``location`` when every one of them is a plain append of new data files (no removed
+    file, no deletion vector, no change of schema or protocol); None otherwise, or when a
+    commit is missing (log clean-up) or there are more than :data:`MAX_LOG_COMMITS`."""
+    if not 0 <= until - since <= MAX_LOG_COMMITS:
+        return None
+    added = []
+    for version in range(since + 1, until + 1):
+        actions = read_commit(spark, location, version)
+        if actions is None or not _is_append(_commit_info(actions)):
+            return None
+        for action in actions:
+            kind, body = next(iter(action.items()))
+            if kind == "commitInfo":
+                continue
+            path = body.get("path", "") if kind == "add" else ""
+            if (kind != "add" or not body.get("dataChange", True) or body.get("deletionVector")
+                    or body.get("partitionValues") or ":" in path or path.startswith("/")):
+                return None
+            added.append(body)
+    return added
+
+
+def read_added(spark: SparkSession, location: str, state: TableState,
+               added: Sequence[dict]) -> DataFrame:
+    """The rows of the data files ``added`` to the table at ``location`` (a plain Parquet
+    read with the table's schema: appended files carry no deletion vector)."""
+    if not added:
+        return spark.createDataFrame([], state.schema)
+    files = [join_path(location, unquote(a["path"])) for a in added]
+    return spark.read.schema(state.schema).parquet(*files)
+
+
+def changes_from_log(spark: SparkSession, upstream: str, upstream_version: int, target: str,
+                     also: Mapping[str, str] | None = None, **facts: str) -> Changes | None:
+    """What :func:`changes` would find, from the logs alone, for a run that follows a
+    completed one (see the module's docstring); None when that cannot be shown, and the
+    caller then compares the keys.
+
+    ``target`` is the table whose appends carry the marker (written last by a run),
+    ``also`` the other targets (name -> location) and ``facts`` what the marker must
+    also say (such as the model) for the targets to count as up to date.
+    """
+    marker = last_marker(spark, target)
+    if marker is None or any(marker.get(k) != v for k, v in facts.items()):
+        return None
+    for name, location in (also or {}).items():
+        state = table_state(spark, location)
+        if state is None or marker["tables"].get(name) != {"id": state.id,
+                                                           "version": state.version}:
+            return None
+    since = int(marker["upstream"]["version"])
+    source = table_state(spark, upstream, upstream_version)
+    if (source is None or source.id != marker["upstream"]["id"] or source.partition_columns
+            or source.configuration.get("delta.columnMapping.mode", "none") != "none"
+            or _GLOB.search(upstream)):
+        return None
+    added = appended_files(spark, upstream, since, upstream_version)
+    if added is None:
+        return None
+    rows = read_added(spark, upstream, source, added)
+    counts = [_records(a) for a in added]
+    pending = sum(counts) if None not in counts else rows.count()
+    targets = (target, *(also or {}).values())
+    return Changes(rows, pending, dict.fromkeys(targets, 0), targets, None, via="log",
+                   bytes=sum(int(a.get("size") or 0) for a in added),
+                   properties=source.configuration)
+
+
+def _records(add: dict) -> int | None:
+    try:
+        return int(json.loads(add["stats"])["numRecords"])
+    except (KeyError, ValueError, TypeError):
+        return None

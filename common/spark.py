@@ -459,21 +459,23 @@ if __name__ == "__main__":
 
 
 def read_text(spark: SparkSession, path: str) -> str | None:
-    """A small text file through Hadoop's FileSystem (local or s3a), None if absent."""
+    """A small text file (local, or through Hadoop's FileSystem on s3a), None if absent.
+
+    A local file is read by Python; on an object store the whole file comes back in one
+    py4j call (a Delta commit of a large run is a few hundred lines)."""
+    if not is_remote(path):
+        try:
+            with open(local_path(path), encoding="utf-8") as file:
+                return file.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
     fs, hpath = hadoop_fs(spark, path)
     if not fs.exists(hpath):
         return None
     stream = fs.open(hpath)
     try:
-        reader = spark.sparkContext._jvm.java.io.BufferedReader(
-            spark.sparkContext._jvm.java.io.InputStreamReader(stream, "UTF-8")
-        )
-        lines = []
-        line = reader.readLine()
-        while line is not None:
-            lines.append(line)
-            line = reader.readLine()
-        return "\n".join(lines)
+        data = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
+        return bytes(data).decode("utf-8")
     finally:
         stream.close()
 

@@ -38,7 +38,18 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.incremental import append_rows, changes, delete_stale, read_pinned
+from common.incremental import (
+    Changes,
+    append_rows,
+    appended_files,
+    changes,
+    changes_from_log,
+    delete_stale,
+    read_added,
+    read_pinned,
+    sync_marker,
+    table_state,
+)
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import (
@@ -72,16 +83,22 @@ def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: boo
     run.details["model"] = identity
     run.details["engine"] = config.gold.engine
     gold_location = ensure_table(spark, GOLD_FEATURES, config.lakehouse)
-    _check_model(spark, gold_location, identity, rebuild, run)
-
     silver, version = read_pinned(spark, silver_location)
     run.details["silver_version"] = version
-    todo = changes(spark, silver, [gold_location])
+    # The marker of gold's last append names its model: every row has it (each run
+    # checks or sets it), so the log path needs no model check.
+    todo = None if rebuild else changes_from_log(spark, silver_location, version,
+                                                 gold_location, model=identity)
+    if todo is None:
+        _check_model(spark, gold_location, identity, rebuild, run)
+        todo = changes(spark, silver, [gold_location])
+    run.details["changes_from"] = todo.via
     run.rows_deleted += delete_stale(spark, todo)
-    work, run.rows_in = todo.rows, todo.pending
-    log.info("silver version %d: %d images to featurize", version, run.rows_in)
+    run.rows_in = todo.pending
+    log.info("silver version %d: %d images to featurize (from the %s)", version, run.rows_in,
+             todo.via)
     if run.rows_in:
-        _featurize(spark, config, run, work, identity, gold_location)
+        _featurize(spark, config, run, todo, version, identity, gold_location)
     run.details["export"] = export_if_stale(spark, config, gold_location)
 
 
@@ -105,17 +122,22 @@ def _check_model(
     log.info("--rebuild: removed rows of %s", ", ".join(others))
 
 
-def _featurize(
-    spark: SparkSession, config: Config, run: Run, work, identity: str, location: str  # noqa: ANN001
-) -> None:
+def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
+               silver_version: int, identity: str, location: str) -> None:
     started = time.perf_counter()
+    work = todo.rows
     cache = None if is_remote(config.lakehouse) else local_path(
         join_path(config.lakehouse, "models"))
     payload = build_payload(config.gold.engine, config.gold.weights, cache=cache)
     log.info("loaded %s for %s in %.1fs", identity, config.gold.engine,
              time.perf_counter() - started)
-    silver = DeltaTable.forPath(spark, SILVER_IMAGES.location(config.lakehouse)).detail().first()
-    reader = image_reader(config, silver["properties"])
+    if todo.via == "log":  # the size of the files read, silver's properties from its log
+        properties, work_bytes = todo.properties, todo.bytes
+    else:
+        silver = DeltaTable.forPath(spark, SILVER_IMAGES.location(config.lakehouse)).detail().first()
+        properties = silver["properties"]
+        work_bytes = _work_bytes(spark, config, run.rows_in, silver["sizeInBytes"])
+    reader = image_reader(config, properties)
     run.details["image_reader"] = reader
     broadcast = spark.sparkContext.broadcast(payload)
     metrics = UdfMetrics.create(spark)
@@ -129,13 +151,15 @@ def _featurize(
     )
     fault_point("gold:before_write")
     started = time.perf_counter()
-    split = _split_bytes(spark, config, run.rows_in, silver["sizeInBytes"])
+    split = _split_bytes(spark, config, work_bytes)
     run.details["split_bytes"] = split
     with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(split)), \
             session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)), \
             session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
                          str(config.gold.arrow_batch_size)):
-        append_rows(location, rows, run.run_id)
+        marker = sync_marker(spark, run.run_id, SILVER_IMAGES.location(config.lakehouse),
+                             silver_version, model=identity)
+        append_rows(location, rows, run.run_id, marker=marker)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")
     run.rows_out = run.rows_in
@@ -173,15 +197,19 @@ def image_reader(config: Config, silver_properties: dict) -> str:
     return "workers"
 
 
-def _split_bytes(spark: SparkSession, config: Config, rows: int, size: int) -> int:
-    """Read-split size of the featurizing pass: about 4 tasks per core for this run's
-    images, never below gold.partition_bytes (silver's row-group size, see silver.job,
-    so a small increment still spreads over every core) nor above 128 MB (a large run
-    makes few big tasks: each task costs a Python round trip; measured on 2,020 images,
-    8 MB splits 140 img/s, 64 MB 155)."""
+def _work_bytes(spark: SparkSession, config: Config, rows: int, size: int) -> int:
+    """The silver bytes of ``rows`` of silver's ``size`` bytes, pro rata."""
     location = SILVER_IMAGES.location(config.lakehouse)
     total_rows = spark.read.format("delta").load(location).count()
-    work_bytes = rows * size // max(total_rows, 1)
+    return rows * size // max(total_rows, 1)
+
+
+def _split_bytes(spark: SparkSession, config: Config, work_bytes: int) -> int:
+    """Read-split size of the featurizing pass: about 4 tasks per core for this run's
+    ``work_bytes`` of silver, never below gold.partition_bytes (silver's row-group size,
+    see silver.job, so a small increment still spreads over every core) nor above 128
+    MB (a large run makes few big tasks: each task costs a Python round trip; measured
+    on 2,020 images, 8 MB splits 140 img/s, 64 MB 155)."""
     tasks = 4 * spark.sparkContext.defaultParallelism
     return int(min(128 << 20, max(config.gold.partition_bytes, work_bytes // tasks)))
 
@@ -204,43 +232,27 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
 def _export(spark: SparkSession, config: Config, version: int, exported: int | None,
             gold_location: str) -> str:
     marker = join_path(config.export_path, EXPORT_MARKER)
-    gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
-    appended_by = (_appending_runs(DeltaTable.forPath(spark, gold_location), exported, version)
-                   if exported is not None and exported < version else None)
-    if appended_by:
+    # When every gold commit since the export's version appended rows, only the files
+    # they added are read (their add actions, from gold's log): not gold's file list.
+    added = appended_files(spark, gold_location, exported, version) if (
+        exported is not None and exported < version) else None
+    state = table_state(spark, gold_location, version) if added else None
+    if added and state is not None:
         _drop_unmarked_parts(spark, config.export_path, exported)
-        # Each gold run appends once, and its rows carry its run id: Delta reads only
-        # the files of those runs (min/max statistics on run_id).
-        added = gold.where(F.col("run_id").isin(appended_by))
         staging = join_path(config.export_path, f"_staging-v{version}")
-        export_columns(added).write.mode("overwrite").parquet(staging)
+        rows = read_added(spark, gold_location, state, added)
+        export_columns(rows).write.mode("overwrite").parquet(staging)
         _publish_parts(spark, staging, config.export_path, version)
         fault_point("gold:export_before_marker")
         write_text(spark, marker, str(version))
         log.info("export: added the rows of gold versions %d..%d to %s", exported + 1,
                  version, config.export_path)
         return config.export_path
+    gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
     export_columns(gold).write.mode("overwrite").parquet(config.export_path)
     write_text(spark, marker, str(version))
     log.info("exported gold version %d to %s (rewritten)", version, config.export_path)
     return config.export_path
-
-
-def _appending_runs(table: DeltaTable, since: int, version: int) -> list[str] | None:
-    """The run ids of the commits after version ``since`` up to ``version`` when each of
-    them was a gold run's append (see :func:`common.incremental.append_rows`); else None.
-    Only those commits are read, not the whole history."""
-    commits = table.history(version - since).where(
-        (F.col("version") > since) & (F.col("version") <= version)
-    ).select(
-        "operation", "userMetadata", F.col("operationParameters").getItem("mode").alias("mode")
-    ).collect()
-    # Every commit of the range must be there (log clean-up may have removed old ones).
-    if len(commits) != version - since or not all(
-        c.operation == "WRITE" and c.mode == "Append" and c.userMetadata for c in commits
-    ):
-        return None
-    return [c.userMetadata for c in commits]
 
 
 def _export_parts(spark: SparkSession, folder: str) -> list:  # noqa: ANN401 - py4j statuses

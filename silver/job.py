@@ -23,7 +23,14 @@ from pyspark.sql import SparkSession
 
 from common.config import Config, ConfigError
 from common.images import DecodeLimits
-from common.incremental import append_rows, changes, delete_stale, read_pinned
+from common.incremental import (
+    append_rows,
+    changes,
+    changes_from_log,
+    delete_stale,
+    read_pinned,
+    sync_marker,
+)
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, session_conf
@@ -50,10 +57,17 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
     rejects_location = ensure_table(spark, SILVER_REJECTS, config.lakehouse)
     bronze, version = read_pinned(spark, bronze_location)
     run.details["bronze_version"] = version
+    also = {SILVER_REJECTS.name: rejects_location}
 
-    todo = changes(spark, bronze, [images_location, rejects_location])
+    todo = changes_from_log(spark, bronze_location, version, images_location, also) or changes(
+        spark, bronze, [images_location, rejects_location])
+    run.details["changes_from"] = todo.via
     run.rows_deleted = delete_stale(spark, todo)
     fault_point("silver:after_delete")
+    if not todo.pending:
+        log.info("bronze version %d: nothing new (from the %s), %d stale rows removed",
+                 version, todo.via, run.rows_deleted)
+        return
     limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
     now = datetime.now(timezone.utc)
     # Decoded once and checkpointed to local disk (150 KB a row) for the two appends.
@@ -73,8 +87,9 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
     run.rows_out, run.rows_rejected = counts.get(True, 0), counts.get(False, 0)
     run.rows_in = run.rows_out + run.rows_rejected
     log.info(
-        "bronze version %d: %d rows to process (%d usable, %d rejected), %d stale rows removed",
-        version, run.rows_in, run.rows_out, run.rows_rejected, run.rows_deleted,
+        "bronze version %d: %d rows to process (%d usable, %d rejected; from the %s), "
+        "%d stale rows removed",
+        version, run.rows_in, run.rows_out, run.rows_rejected, todo.via, run.rows_deleted,
     )
     if run.rows_in:
         # Row groups of gold.partition_bytes let gold split silver files into small tasks.
@@ -83,14 +98,17 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
         )
         fault_point("silver:before_commit")
         # A table with no new rows is not written: the write would read the checkpoint
-        # and run a Spark job only for Delta to find no file to commit.
-        if run.rows_out:
-            append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
-                        run.run_id)
-        fault_point("silver:between_commits")
+        # and run a Spark job only for Delta to find no file to commit. silver.images
+        # comes last: its commit carries the marker that lets the next run read only
+        # bronze's new files (common.incremental.changes_from_log).
         if run.rows_rejected:
             append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)),
                         run.run_id)
+        fault_point("silver:between_commits")
+        if run.rows_out:
+            marker = sync_marker(spark, run.run_id, bronze_location, version, also)
+            append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
+                        run.run_id, marker=marker)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from common.incremental import changes, delete_stale, read_pinned
+from delta.tables import DeltaTable
+
+from common.incremental import (
+    append_rows,
+    changes,
+    changes_from_log,
+    delete_stale,
+    last_marker,
+    read_pinned,
+    sync_marker,
+    table_state,
+)
 from common.spark import latest_version, session_conf
 
 KEY_SCHEMA = "path string, content_hash string"
@@ -142,3 +153,101 @@ def test_latest_version_reads_the_log_names(spark, tmp_path: Path) -> None:
     for old in ("00000000000000000000.json", "00000000000000000001.json"):
         (log / old).unlink()
     assert latest_version(spark, str(location)) == 3
+
+
+UPSTREAM_SCHEMA = "path string, content_hash string, payload string, run_id string"
+
+
+def _marked_target(spark, tmp_path: Path) -> tuple[str, str, str, str]:  # noqa: ANN001
+    """An upstream table of run r1, a target in step with it whose append carries the
+    marker, and another target (``side``) that the marker names."""
+    upstream = _delta(spark, tmp_path / "up",
+                      [("a", "1", "A", "r1"), ("b", None, "B", "r1")], UPSTREAM_SCHEMA)
+    side = _delta(spark, tmp_path / "side", [("b", None)], KEY_SCHEMA)
+    target = _delta(spark, tmp_path / "target", [], KEY_SCHEMA)
+    marker = sync_marker(spark, "t1", upstream, latest_version(spark, upstream),
+                         {"my.side": side}, model="m1")
+    append_rows(target, spark.createDataFrame([("a", "1")], KEY_SCHEMA), "t1", marker=marker)
+    return upstream, target, side, marker
+
+
+def test_a_run_after_a_marked_append_reads_only_the_files_appended_upstream(
+    spark, tmp_path: Path
+) -> None:
+    upstream, target, side, marker = _marked_target(spark, tmp_path)
+    assert last_marker(spark, target)["run_id"] == "t1"
+    assert last_marker(spark, target)["tables"] == {"my.side": {
+        "id": table_state(spark, side).id, "version": 0}}
+    also = {"my.side": side}
+    since = latest_version(spark, upstream)
+    todo = changes_from_log(spark, upstream, since, target, also, model="m1")
+    assert (todo.via, todo.pending, todo.rows.collect()) == ("log", 0, [])
+
+    # two more appends upstream, of runs r2 and r3: exactly their rows are pending
+    _delta(spark, tmp_path / "up", [("c", "3", "C", "r2"), ("d", "4", "D", "r2")],
+           UPSTREAM_SCHEMA, mode="append")
+    _delta(spark, tmp_path / "up", [("e", "5", "E", "r3")], UPSTREAM_SCHEMA, mode="append")
+    version = latest_version(spark, upstream)
+    todo = changes_from_log(spark, upstream, version, target, also, model="m1")
+    assert todo.via == "log" and todo.pending == 3 and todo.stale == {target: 0, side: 0}
+    assert sorted(tuple(r) for r in todo.rows.collect()) == [
+        ("c", "3", "C", "r2"), ("d", "4", "D", "r2"), ("e", "5", "E", "r3")]
+    assert todo.bytes == sum(os.path.getsize(f.removeprefix("file:"))
+                             for f in todo.rows.inputFiles())
+    # the same rows as the comparison of every key finds
+    full = changes(spark, read_pinned(spark, upstream)[0], [target, side])
+    assert sorted(tuple(r) for r in full.rows.collect()) == sorted(
+        tuple(r) for r in todo.rows.collect())
+    # pinned: a version in between sees only r2's rows
+    todo = changes_from_log(spark, upstream, version - 1, target, also, model="m1")
+    assert sorted(r.path for r in todo.rows.collect()) == ["c", "d"]
+    # what the marker must also say
+    assert changes_from_log(spark, upstream, version, target, also, model="m2") is None
+
+
+def test_the_keys_are_compared_whenever_the_log_cannot_show_the_changes(
+    spark, tmp_path: Path
+) -> None:
+    upstream, target, side, _ = _marked_target(spark, tmp_path)
+    also = {"my.side": side}
+
+    def from_log():  # noqa: ANN202
+        return changes_from_log(spark, upstream, latest_version(spark, upstream), target, also)
+
+    assert from_log() is not None
+    # another target moved on after the marked append (a run killed between its commits)
+    _delta(spark, tmp_path / "side", [("x", "9")], KEY_SCHEMA, mode="append")
+    assert from_log() is None
+    upstream, target, side, _ = _marked_target(spark, tmp_path / "2")
+    also = {"my.side": side}
+    # upstream deleted a row (a file removed or replaced): not a plain append
+    _delta(spark, Path(upstream), [("c", "3", "C", "r2")], UPSTREAM_SCHEMA, mode="append")
+    assert from_log() is not None
+    DeltaTable.forPath(spark, upstream).delete("path = 'a'")
+    assert from_log() is None
+    # the target's latest commit is not a marked append (a stale row deleted)
+    upstream, target, side, _ = _marked_target(spark, tmp_path / "3")
+    also = {"my.side": side}
+    DeltaTable.forPath(spark, target).delete("path = 'a'")
+    assert latest_version(spark, target) == 2 and from_log() is None
+    # an upstream table made again at the same path (its id changed)
+    upstream, target, side, _ = _marked_target(spark, tmp_path / "4")
+    also = {"my.side": side}
+    _delta(spark, Path(upstream), [("a", "1", "A", "r1")], UPSTREAM_SCHEMA)  # overwrite
+    assert from_log() is None
+    import shutil
+
+    shutil.rmtree(upstream)
+    _delta(spark, Path(upstream), [("a", "1", "A", "r1"), ("b", None, "B", "r1")],
+           UPSTREAM_SCHEMA)
+    assert latest_version(spark, upstream) == 0 and from_log() is None
+    # a commit of the range cleaned up, or its checksum missing
+    upstream, target, side, _ = _marked_target(spark, tmp_path / "5")
+    also = {"my.side": side}
+    _delta(spark, Path(upstream), [("c", "3", "C", "r2")], UPSTREAM_SCHEMA, mode="append")
+    (Path(upstream) / "_delta_log" / "00000000000000000001.crc").unlink()
+    assert from_log() is None
+    # a target without a marker (appended with a plain run id)
+    plain = _delta(spark, tmp_path / "plain", [], KEY_SCHEMA)
+    append_rows(plain, spark.createDataFrame([("a", "1")], KEY_SCHEMA), "t1")
+    assert last_marker(spark, plain) is None

@@ -39,8 +39,10 @@ def test_incremental_deletes_and_export(spark, lakehouse: Path, tmp_path: Path) 
     assert 1 <= run["details"]["engine_builds"] <= 2
     assert run["details"]["batch_size"] == 32  # gold.batch_size 0: TensorFlow's best
 
-    assert gold(lakehouse, *RANDOM) == 0  # nothing new
-    assert last_run(spark, lakehouse, "gold")["rows_in"] == 0
+    assert run["details"]["changes_from"] == "keys"  # the first run: no marker yet
+    assert gold(lakehouse, *RANDOM) == 0  # nothing new, shown by silver's log
+    run = last_run(spark, lakehouse, "gold")
+    assert (run["rows_in"], run["details"]["changes_from"]) == (0, "log")
     assert gold_features(spark, lakehouse).keys() == first.keys()
 
     write(source / "Lime 1/new.jpg", jpeg_bytes(gradient(seed=11)))
@@ -49,6 +51,7 @@ def test_incremental_deletes_and_export(spark, lakehouse: Path, tmp_path: Path) 
     assert gold(lakehouse, *RANDOM) == 0
     run = last_run(spark, lakehouse, "gold")
     assert (run["rows_in"], run["rows_deleted"], run["details"]["model_calls"]) == (1, 1, 1)
+    assert run["details"]["changes_from"] == "keys"  # silver deleted a row
     current = gold_features(spark, lakehouse)
     assert set(current) == set(first) - {f"file:{source / 'Lime 0/l0.jpg'}"} | {
         f"file:{source / 'Lime 1/new.jpg'}"}
@@ -141,6 +144,8 @@ def test_export_grows_by_new_files_when_gold_only_gained_rows(
     write(source / "Kiwi/k9.jpg", jpeg_bytes(gradient(seed=29)))
     bronze_silver(source, lakehouse)
     assert gold(lakehouse, *RANDOM) == 0
+    run = last_run(spark, lakehouse, "gold")  # silver only appended: read from its log
+    assert (run["details"]["changes_from"], run["rows_out"]) == ("log", 1)
 
     assert int((export_dir / "_gold_version").read_text()) == marker + 1
     now = {p.name: p.stat().st_mtime_ns for p in export_dir.glob("*.parquet")}
@@ -169,8 +174,6 @@ def test_workers_read_the_images_from_silver_files(spark, lakehouse: Path,
     source = tmp_path / "src"
     photos = {f"Pear {i % 2}/p{i}.jpg": jpeg_bytes(gradient(90 + i, 100, seed=30 + i))
               for i in range(5)}
-    for name, content in photos.items():
-        write(source / name, content)
     weights, _ = gold_model.load_weights("random")
     engine = gold_model.TensorflowEngine(weights, threads=1)
     limits = DecodeLimits(max_pixels=10**8, min_side=32)
@@ -182,12 +185,20 @@ def test_workers_read_the_images_from_silver_files(spark, lakehouse: Path,
     for reader in ("workers", "spark"):
         for database in DATABASES:
             spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
-        lake = tmp_path / f"lake house {reader}"  # Spark gives the files' URIs quoted
-        bronze_silver(source, lake)
-        assert gold(lake, *RANDOM, "--set", f"gold.image_reader={reader}") == 0
-        run = last_run(spark, lake, "gold")
-        assert (run["details"]["image_reader"], run["rows_out"]) == (reader, 5)
+        shutil.rmtree(source, ignore_errors=True)
+        lake = tmp_path / f"lake hoüse #{reader}"  # Spark gives the files' URIs quoted
+        # three photos, then two more: the second run reads silver's new files from its
+        # log (common.incremental.changes_from_log)
+        for batch, via in ((names[:3], "keys"), (names[3:], "log")):
+            for name in batch:
+                write(source / name, photos[name])
+            bronze_silver(source, lake)
+            assert gold(lake, *RANDOM, "--set", f"gold.image_reader={reader}") == 0
+            run = last_run(spark, lake, "gold")
+            assert (run["details"]["image_reader"], run["rows_out"]) == (reader, len(batch))
+            assert run["details"]["changes_from"] == via
         stored = gold_features(spark, lake)
+        assert sorted(stored) == sorted(f"file:{source / name}" for name in names)
         for name, vector in zip(names, expected):
             row = stored[f"file:{source / name}"]
             assert row.label == name.split("/")[0]

@@ -32,7 +32,7 @@ def test_a_failed_run_is_logged_and_changes_nothing(
     write(tmp_path / "src/Plum/p.jpg", jpeg_bytes(gradient()))
     assert bronze_main(["--source", str(tmp_path / "src"), "--lakehouse", str(lakehouse)]) == 0
 
-    def broken_append(location: str, rows, run_id=None) -> None:  # noqa: ANN001
+    def broken_append(location: str, rows, run_id=None, *, marker=None) -> None:  # noqa: ANN001
         raise RuntimeError("disk controller on fire")
 
     monkeypatch.setattr(silver.job, "append_rows", broken_append)

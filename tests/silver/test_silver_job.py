@@ -12,6 +12,7 @@ from PIL import Image
 
 from bronze.job import main as bronze_main
 from silver.job import main as silver_main
+from tests.gold.helpers import last_run
 from tests.imagegen import gradient, jpeg_bytes, png_bytes, write
 
 OPTS = ["--set", "spark.shuffle_partitions=2", "--set", "bronze.max_file_bytes=200000"]
@@ -119,3 +120,38 @@ def test_only_new_and_changed_rows_are_processed(spark, lakehouse: Path, tmp_pat
     new_run = images[p["p9.jpg"]]
     assert new_run not in set(first_images.values()) | set(first_rejects.values())
     assert images[p["bad.jpg"]] == new_run and rejects[p["p0.jpg"]][0] == new_run
+    # bronze replaced and deleted rows: silver compared every key
+    assert last_run(spark, lakehouse, "silver")["details"]["changes_from"] == "keys"
+
+    # Only new files since: bronze appended them, and silver reads just those from
+    # bronze's log. A reject alone leaves silver.images' marker behind silver.rejects,
+    # so the run after it compares the keys again.
+    write(source / "Pear/p10.jpg", jpeg_bytes(gradient(seed=10)))
+    write(source / "Pear/p11.jpg", b"")
+    pipeline(source, lakehouse)
+    run = last_run(spark, lakehouse, "silver")
+    assert (run["details"]["changes_from"], run["rows_out"], run["rows_rejected"]) == ("log", 1, 1)
+    write(source / "Pear/p12.jpg", b"")
+    pipeline(source, lakehouse)
+    run = last_run(spark, lakehouse, "silver")
+    assert (run["details"]["changes_from"], run["rows_out"], run["rows_rejected"]) == ("log", 0, 1)
+    write(source / "Pear/p13.jpg", jpeg_bytes(gradient(seed=13)))
+    pipeline(source, lakehouse)
+    run = last_run(spark, lakehouse, "silver")
+    assert (run["details"]["changes_from"], run["rows_out"], run["rows_rejected"]) == ("keys", 1, 0)
+    pipeline(source, lakehouse)  # nothing new, from the log
+    assert last_run(spark, lakehouse, "silver")["details"]["changes_from"] == "log"
+
+    images = {r.path: r for r in table(spark, lakehouse, "silver/images").collect()}
+    rejects = {r.path: r.reason for r in table(spark, lakehouse, "silver/rejects").collect()}
+    p.update({n: f"file:{source / 'Pear' / n}" for n in ("p10.jpg", "p11.jpg", "p12.jpg",
+                                                         "p13.jpg")})
+    assert set(images) == {p["p1.jpg"], p["p9.jpg"], p["bad.jpg"], p["p10.jpg"], p["p13.jpg"]}
+    assert rejects == {p["p0.jpg"]: "not_an_image", p["p11.jpg"]: "empty", p["p12.jpg"]: "empty"}
+    for name, seed in (("p10.jpg", 10), ("p13.jpg", 13)):
+        row = images[p[name]]
+        expected = np.asarray(Image.open(io.BytesIO(jpeg_bytes(gradient(seed=seed))))
+                              .convert("RGB").resize((224, 224)))
+        assert row.label == "Pear"
+        np.testing.assert_array_equal(
+            np.frombuffer(row.image, dtype=np.uint8).reshape(224, 224, 3), expected)
