@@ -12,8 +12,9 @@ order the rows come (the scan's order), and keeps at most ``WINDOW_ROWS`` decode
 images.
 
 Which rows are featurized is still decided by Spark and Delta (the pinned snapshot, the
-key comparison, deletion vectors): the worker only looks up, in a file of that snapshot,
-the image of a key it was given. Each silver file is written by one append, so a key is
+key comparison, deletion vectors; or the files silver's log shows appended since gold's
+last run, :func:`common.incremental.changes_from_log`): the worker only looks up, in a
+file of that snapshot, the image of a key it was given. Each silver file is written by one append, so a key is
 in it once. A key not found raises :class:`SilverFileError` (the file is not what the
 snapshot said: changed under the run).
 
