@@ -11,6 +11,10 @@ ends with one of ``bronze.extensions`` (any letter case) is one row, keyed by pa
 - files over ``bronze.max_file_bytes`` are recorded with status ``too_large`` and no
   content; files that cannot be read get status ``unreadable``;
 - files deleted from the source stay unless ``--sync-deletes`` is given.
+
+The listing is compared with bronze's (path, modification time, length) in this process
+when bronze's files can be read from here (:func:`bronze.storage.known_files`), else by
+Spark; ``ops.runs`` records which (``compared_with``).
 """
 
 from __future__ import annotations
@@ -22,26 +26,33 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bronze.storage import (
+    LISTING_SCHEMA,
     PATH_SCHEMA,
     delete_paths,
+    known_files,
     list_source,
     local_file_settings,
+    local_listing,
     read_files,
     write_files,
 )
 from bronze.transform import (
     STATUS_TOO_LARGE,
     STATUS_UNREADABLE,
+    image_files,
     in_table_order,
     missing_from_source,
     new_or_changed,
+    new_or_changed_files,
     to_bronze_rows,
     to_unread_rows,
     with_image_extension,
@@ -79,78 +90,115 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
         raise ConfigError(f"source {config.source} does not exist")
     location = ensure_table(spark, BRONZE_IMAGES, config.lakehouse)
     now = datetime.now(timezone.utc)
-    files = list_source(spark, config.source)
-    listing = files.transform(with_image_extension(config.bronze.extensions))
-    run.rows_in = listing.count()
-    current = spark.read.format("delta").load(location)
-    # Checkpointed: the upserts below change bronze, which would invalidate a cache.
-    work = listing.transform(new_or_changed(current)).localCheckpoint(eager=True)
-    too_large = work.where(F.col("length") > config.bronze.max_file_bytes)
-    empty = work.where(F.col("length") == 0)
-    # The counts in one pass (each query costs a planning round in the driver).
-    counts = work.agg(
-        F.count(F.lit(1)).alias("changed"),
-        F.count(F.when(F.col("length") > config.bronze.max_file_bytes, 1)).alias("too_large"),
-        F.count(F.when(F.col("length") == 0, 1)).alias("empty"),
-        F.count(F.when(F.col("changed_in_place"), 1)).alias("in_place"),
-    ).first()
+    listed = _compare(spark, config, location, run)
+    work = listed.work
+    max_bytes = config.bronze.max_file_bytes
+    too_large = work[work["length"] > max_bytes]
+    empty = work[work["length"] == 0]
+    to_read = work[(work["length"] > 0) & (work["length"] <= max_bytes)].sort_values("path")
     # Only new paths (the usual case): appends, one pass over the files; a file
     # rewritten in place needs an upsert.
-    write = functools.partial(write_files, spark, location, only_new=not counts["in_place"])
-    run.rows_rejected = counts["too_large"]
+    write = functools.partial(write_files, spark, location,
+                              only_new=not work["changed_in_place"].any())
+    run.rows_rejected = len(too_large)
     log.info(
         "source %s: %d image files, %d new or changed (%d over %d bytes)",
-        config.source,
-        run.rows_in,
-        counts["changed"],
-        run.rows_rejected,
-        config.bronze.max_file_bytes,
+        config.source, run.rows_in, len(work), run.rows_rejected, max_bytes,
     )
-    if run.rows_rejected:
-        write(too_large.transform(to_unread_rows(STATUS_TOO_LARGE, run.run_id, now)))
-    empty_count = counts["empty"]
-    run.rows_out += empty_count
-    if empty_count:  # nothing to read: recorded as is, silver rejects them as "empty"
-        write(in_table_order(empty.withColumn("content", F.lit(bytearray()))
+    if len(too_large):
+        write(_listing_frame(spark, too_large).transform(
+            to_unread_rows(STATUS_TOO_LARGE, run.run_id, now)))
+    run.rows_out += len(empty)
+    if len(empty):  # nothing to read: recorded as is, silver rejects them as "empty"
+        write(in_table_order(_listing_frame(spark, empty)
+                             .withColumn("content", F.lit(bytearray()))
                              .transform(to_bronze_rows(run.run_id, now))))
-    to_read = work.where(
-        (F.col("length") > 0) & (F.col("length") <= config.bronze.max_file_bytes)
-    )
     # Only the paths of new or changed files come to the driver, never their contents.
-    paths = [row.path for row in to_read.select("path").orderBy("path").toLocalIterator()]
     chunk_size = config.bronze.read_chunk_files
-    for start in range(0, len(paths), chunk_size):
-        chunk = paths[start : start + chunk_size]
-        written, unreadable = _ingest_chunk(spark, write, chunk, to_read, run.run_id, now)
+    for start in range(0, len(to_read), chunk_size):
+        chunk = to_read.iloc[start : start + chunk_size]
+        written, unreadable = _ingest_chunk(spark, write, chunk, run.run_id, now)
         run.rows_out += written
         run.rows_rejected += unreadable
-        log.info("ingested %d/%d new or changed files", start + len(chunk), len(paths))
+        log.info("ingested %d/%d new or changed files", start + len(chunk), len(to_read))
     if sync_deletes:
-        fresh = spark.read.format("delta").load(location)
-        gone = fresh.transform(missing_from_source(listing)).persist()
+        gone = listed.gone()
         run.rows_deleted = gone.count()
         if run.rows_deleted:
             delete_paths(spark, location, gone)
             log.info("removed %d rows whose files left the source", run.rows_deleted)
         gone.unpersist()
     run.details["source"] = config.source
-    files.unpersist()
+    run.details["compared_with"] = listed.via
+    listed.release()
+
+
+@dataclass
+class _Listed:
+    """The source compared with bronze: ``work`` (path, modificationTime, length,
+    changed_in_place) are the new or changed image files, held by the driver; ``gone()``
+    the paths in bronze that the source no longer has (a DataFrame, computed on demand);
+    ``via``: how bronze's side was read (``checksum`` or ``spark``, for ``ops.runs``)."""
+
+    work: pd.DataFrame
+    gone: Callable[[], DataFrame]
+    via: str
+    release: Callable[[], None] = lambda: None
+
+
+def _compare(spark: SparkSession, config: Config, location: str, run: Run) -> _Listed:
+    """List the source and compare it with bronze (sets ``run.rows_in``).
+
+    A local source against a local bronze whose checksum lists its files is compared by
+    this process (:func:`known_files`): no Spark job at all when nothing changed.
+    Otherwise Spark lists (object stores) and joins.
+    """
+    known = None if is_remote(config.source) else known_files(spark, location)
+    if known is not None:
+        listing = image_files(local_listing(spark, config.source), config.bronze.extensions)
+        run.rows_in = len(listing)
+        gone = known.loc[~known["path"].isin(listing["path"]), ["path"]]
+        return _Listed(new_or_changed_files(listing, known),
+                       lambda: local_frame(spark, _tuples(gone), PATH_SCHEMA).persist(), "checksum")
+    files = list_source(spark, config.source)
+    listing = files.transform(with_image_extension(config.bronze.extensions))
+    run.rows_in = listing.count()
+    current = spark.read.format("delta").load(location)
+    work = listing.transform(new_or_changed(current)).toPandas()
+    # The session's time zone is UTC (common.spark), in which toPandas gives naive times.
+    work["modificationTime"] = work["modificationTime"].dt.tz_localize("UTC")
+
+    def gone() -> DataFrame:
+        fresh = spark.read.format("delta").load(location)
+        return fresh.transform(missing_from_source(listing)).persist()
+
+    return _Listed(work, gone, "spark", files.unpersist)
+
+
+def _listing_frame(spark: SparkSession, rows: pd.DataFrame) -> DataFrame:
+    """Listing rows held by the driver (path, modificationTime, length) as a DataFrame."""
+    return local_frame(spark, _tuples(rows[["path", "modificationTime", "length"]]),
+                       LISTING_SCHEMA)
+
+
+def _tuples(frame: pd.DataFrame) -> list[tuple]:
+    return list(frame.itertuples(index=False, name=None))
 
 
 def _ingest_chunk(
     spark: SparkSession,
     write: Callable[[DataFrame], None],
-    chunk: list[str],
-    to_read: DataFrame,
+    chunk: pd.DataFrame,
     run_id: str,
     now: datetime,
 ) -> tuple[int, int]:
     """Read and upsert one chunk of files; return (rows read, rows unreadable)."""
-    with local_file_settings(spark, chunk[0]):
-        files = read_files(spark, chunk).persist(StorageLevel.MEMORY_AND_DISK)
+    paths = chunk["path"].tolist()
+    with local_file_settings(spark, paths[0]):
+        files = read_files(spark, paths).persist(StorageLevel.MEMORY_AND_DISK)
         read = files.count()
     fault_point("bronze:after_read")
-    wanted = local_frame(spark, [(p,) for p in chunk], PATH_SCHEMA)
+    wanted = local_frame(spark, [(p,) for p in paths], PATH_SCHEMA)
     missing = wanted.join(files.select("path"), "path", "left_anti")
     # A file listed but not read either vanished (nothing to keep) or cannot be read.
     lost = [row.path for row in missing.collect()]
@@ -159,15 +207,14 @@ def _ingest_chunk(
         log.warning("%d files vanished between listing and reading", len(lost) - len(unreadable))
     rows = files.transform(to_bronze_rows(run_id, now))
     if unreadable:
-        unread = to_read.join(
-            local_frame(spark, [(p,) for p in unreadable], PATH_SCHEMA), "path"
-        ).transform(to_unread_rows(STATUS_UNREADABLE, run_id, now))
+        unread = _listing_frame(spark, chunk[chunk["path"].isin(unreadable)]).transform(
+            to_unread_rows(STATUS_UNREADABLE, run_id, now))
         rows = rows.unionByName(unread)
         log.warning("%d files could not be read: %s", len(unreadable), unreadable[:5])
     fault_point("bronze:before_commit")
     # One output file per ~128 MB read, at least one per core: a chunk of 20,000 small
     # photos must not become hundreds of tiny files that every later scan opens.
-    size = to_read.join(wanted, "path").agg(F.sum("length")).first()[0] or 0
+    size = int(chunk["length"].sum())
     write(in_table_order(rows).coalesce(max(2, -(-size // (128 << 20)))))
     files.unpersist()
     return read, len(unreadable)

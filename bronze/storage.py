@@ -18,7 +18,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import is_remote
+from common.config import is_remote, local_path
+from common.incremental import data_files
 from common.spark import hadoop_fs, local_frame, path_exists, session_conf
 
 log = logging.getLogger("bronze")
@@ -79,7 +80,7 @@ def list_source(spark: SparkSession, source: str) -> DataFrame:
 # photos in a fresh JVM (the driver lists them, then a scan stats each file again as a
 # task, then a second query finds the zero-byte files the scan drops). os.scandir walks
 # the same tree in 0.08 s, and the listing reaches Spark as one Arrow batch.
-_LISTING_SCHEMA = T.StructType([
+LISTING_SCHEMA = T.StructType([
     T.StructField("path", T.StringType()),
     T.StructField("modificationTime", T.TimestampType()),
     T.StructField("length", T.LongType()),
@@ -100,6 +101,14 @@ def is_hidden(name: str) -> bool:
 
 
 def _list_local(spark: SparkSession, source: str) -> DataFrame:
+    frame = local_listing(spark, source)
+    if frame.empty:
+        return local_frame(spark, [], LISTING_SCHEMA)
+    return spark.createDataFrame(frame, LISTING_SCHEMA)
+
+
+def local_listing(spark: SparkSession, source: str) -> pd.DataFrame:
+    """:func:`list_source` of a local ``source``, as a pandas frame held by this process."""
     fs, hpath = hadoop_fs(spark, source)
     # The root as Spark writes it in the path column (``file:/abs/path``), so a path
     # listed here equals the one a Spark listing would give, and bronze's keys stay.
@@ -113,16 +122,13 @@ def _list_local(spark: SparkSession, source: str) -> DataFrame:
             "are not ingested until their permissions allow it: %s",
             len(locked), source, ", ".join(locked[:10]),
         )
-    if not rows:
-        return local_frame(spark, [], _LISTING_SCHEMA)
-    paths, millis, lengths = zip(*rows)
-    frame = pd.DataFrame({
-        "path": [prefix + p[len(root):] for p in paths],
+    paths, millis, lengths = zip(*rows) if rows else ((), (), ())
+    return pd.DataFrame({
+        "path": pd.Series([prefix + p[len(root):] for p in paths], dtype=object),
         # Hadoop's modification time of a local file: milliseconds, truncated.
         "modificationTime": pd.to_datetime(pd.Series(millis, dtype="int64"), unit="ms", utc=True),
         "length": pd.Series(lengths, dtype="int64"),
     })
-    return spark.createDataFrame(frame, _LISTING_SCHEMA)
 
 
 def walk_files(root: str) -> tuple[list[tuple[str, int, int]], list[str]]:
@@ -215,6 +221,45 @@ def uri_to_path(uri: str) -> str:
     return f"{parts.scheme}:{authority}{unquote(parts.path)}"
 
 
+# What bronze compares a listing with (:func:`known_files`).
+KNOWN_COLUMNS = ("path", "modification_time", "length")
+
+
+def known_files(spark: SparkSession, location: str) -> pd.DataFrame | None:
+    """Every bronze row's path, modification time and length, read by this process.
+
+    Comparing a listing with bronze through Spark cost a job in a fresh JVM ~4.7 s on
+    20,400 photos (the listing sent to Spark and counted, bronze's Delta snapshot built,
+    its key columns scanned and joined), even when nothing changed; the same three
+    columns read straight from bronze's Parquet files take 0.03-0.05 s. The files are those of bronze's latest version as its checksum
+    file lists them (:func:`common.incremental.data_files`); when it does not (a remote
+    lakehouse, no checksum, more files than Delta lists there), this returns None and
+    the caller asks Spark. Only the three columns are read, never the images.
+    """
+    if is_remote(location):
+        return None
+    found = data_files(spark, location)
+    if found is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        tables = [pq.read_table(local_path(p), columns=list(KNOWN_COLUMNS)) for p in found[1]]
+    except (OSError, KeyError, pa.ArrowInvalid):
+        return None  # a file gone or unlike the table: Spark reads it, or says why not
+    if not tables:
+        return pd.DataFrame({"path": pd.Series(dtype=object),
+                             "modification_time": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "length": pd.Series(dtype="int64")})
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    times = frame["modification_time"]
+    # Spark writes timestamps as INT96 (read as naive UTC) or as UTC-adjusted micros.
+    frame["modification_time"] = (times.dt.tz_localize("UTC") if times.dt.tz is None
+                                  else times.dt.tz_convert("UTC"))
+    return frame
+
+
 def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     """binaryFile rows (path, modificationTime, length, content) of exactly ``paths``.
 
@@ -239,7 +284,7 @@ def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
             if not paths:
                 break
     return local_frame(spark, [], T.StructType(
-        [*_LISTING_SCHEMA.fields, T.StructField("content", T.BinaryType())]))
+        [*LISTING_SCHEMA.fields, T.StructField("content", T.BinaryType())]))
 
 
 def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -15,9 +16,13 @@ STATUS_TOO_LARGE = "too_large"
 STATUS_UNREADABLE = "unreadable"
 
 
+def _endings(extensions: Sequence[str]) -> list[str]:
+    return [f".{e.lower().lstrip('.')}" for e in extensions]
+
+
 def with_image_extension(extensions: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
     """Keep rows whose ``path`` ends with one of ``extensions``, in any letter case."""
-    endings = [f".{e.lower().lstrip('.')}" for e in extensions]
+    endings = _endings(extensions)
 
     def step(listing: DataFrame) -> DataFrame:
         lowered = F.lower(F.col("path"))
@@ -52,6 +57,25 @@ def new_or_changed(current: DataFrame) -> Callable[[DataFrame], DataFrame]:
             *listing.columns, changed_in_place.alias("changed_in_place"))
 
     return step
+
+
+def image_files(listing: pd.DataFrame, extensions: Sequence[str]) -> pd.DataFrame:
+    """:func:`with_image_extension` on a listing held by the driver."""
+    return listing[listing["path"].str.lower().str.endswith(tuple(_endings(extensions)))]
+
+
+def new_or_changed_files(listing: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
+    """:func:`new_or_changed` on frames held by the driver: ``listing`` (path,
+    modificationTime, length) against ``known`` (bronze's path, modification_time,
+    length), compared to the microsecond as Spark compares the two timestamps."""
+    renamed = known.loc[:, ["path", "modification_time", "length"]].set_axis(
+        ["_known_path", "_known_time", "_known_length"], axis=1)
+    joined = listing.merge(renamed, how="left", left_on="path", right_on="_known_path")
+    changed_in_place = joined["_known_path"].notna()
+    same = (changed_in_place & (joined["modificationTime"] == joined["_known_time"])
+            & (joined["length"] == joined["_known_length"]))
+    return joined.loc[~same, ["path", "modificationTime", "length"]].assign(
+        changed_in_place=changed_in_place[~same]).reset_index(drop=True)
 
 
 def missing_from_source(listing: DataFrame) -> Callable[[DataFrame], DataFrame]:

@@ -230,24 +230,64 @@ def read_commit(spark: SparkSession, location: str, version: int) -> list[dict] 
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def table_state(spark: SparkSession, location: str, version: int | None = None
-                ) -> TableState | None:
-    """The table at ``version`` (default: its latest) as its checksum file describes it;
-    None when that file is missing or says nothing of the table's metadata. Delta 4
-    writes one after each commit."""
+def checksum(spark: SparkSession, location: str, version: int | None = None
+             ) -> tuple[int, dict] | None:
+    """The version (default: the latest) of the Delta table at ``location`` and its
+    checksum file (``.crc``, which Delta 4 writes after each commit); None when there is
+    no table or no such file (a writer killed right after its commit)."""
     if version is None:
         version = latest_version(spark, location)
         if version is None:
             return None
-    text = read_text(spark, _log_file(location, version, "crc"))
     try:
-        metadata = json.loads(text or "{}").get("metadata") or {}
+        found = json.loads(read_text(spark, _log_file(location, version, "crc")) or "null")
+    except ValueError:
+        return None
+    return (version, found) if isinstance(found, dict) else None
+
+
+def table_state(spark: SparkSession, location: str, version: int | None = None
+                ) -> TableState | None:
+    """The table at ``version`` (default: its latest) as its checksum file describes it;
+    None when that file is missing or says nothing of the table's metadata."""
+    found = checksum(spark, location, version)
+    if found is None:
+        return None
+    version, crc = found
+    try:
+        metadata = crc.get("metadata") or {}
         return TableState(version, metadata["id"],
                           T.StructType.fromJson(json.loads(metadata["schemaString"])),
                           dict(metadata.get("configuration") or {}),
                           tuple(metadata.get("partitionColumns") or ()))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def data_files(spark: SparkSession, location: str) -> tuple[TableState, list[str]] | None:
+    """The latest version of the Delta table at ``location`` and the paths of all its data
+    files, from that version's checksum file alone; None when that file does not list
+    them (Delta lists them there only for tables of few files:
+    ``spark.databricks.delta.allFilesInCrc.thresholdNumFiles``) or when reading the files
+    as plain Parquet would not give the table's rows (deletion vectors, column mapping,
+    partitions)."""
+    found = checksum(spark, location)
+    state = table_state(spark, location, found[0]) if found else None
+    if state is None:
+        return None
+    version, crc = found
+    files = crc.get("allFiles")
+    protocol = crc.get("protocol") or {}
+    if (not isinstance(files, list) or crc.get("numFiles") != len(files)
+            or protocol.get("minReaderVersion") != 1 or state.partition_columns):
+        return None
+    paths = []
+    for add in files:
+        path = add.get("path", "") if isinstance(add, dict) else ""
+        if not path or add.get("deletionVector") or ":" in path or path.startswith("/"):
+            return None
+        paths.append(join_path(location, unquote(path)))
+    return state, paths
 
 
 def sync_marker(spark: SparkSession, run_id: str, upstream: str, upstream_version: int,

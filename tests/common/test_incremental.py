@@ -12,12 +12,14 @@ from common.incremental import (
     append_rows,
     changes,
     changes_from_log,
+    data_files,
     delete_stale,
     last_marker,
     read_pinned,
     sync_marker,
     table_state,
 )
+from common.config import local_path
 from common.spark import latest_version, session_conf
 
 KEY_SCHEMA = "path string, content_hash string"
@@ -251,3 +253,45 @@ def test_the_keys_are_compared_whenever_the_log_cannot_show_the_changes(
     plain = _delta(spark, tmp_path / "plain", [], KEY_SCHEMA)
     append_rows(plain, spark.createDataFrame([("a", "1")], KEY_SCHEMA), "t1")
     assert last_marker(spark, plain) is None
+
+
+def test_data_files_are_the_tables_files_or_none(spark, tmp_path: Path) -> None:
+    """The checksum's file list, when it holds the table's rows exactly, equals the file
+    list Spark's own snapshot reads: after appends, a delete and an overwrite."""
+    schema = "path string, content_hash string, payload string, run_id string"
+    location = _delta(spark, tmp_path / "t ü#1", [("a", "1", "A", "r1"), ("b", "2", "B", "r1")],
+                      schema)
+
+    def spark_files() -> list[str]:
+        files = spark.read.format("delta").load(location).inputFiles()
+        return sorted(str(local_path(f)) for f in files)
+
+    def checksum_files() -> list[str] | None:
+        found = data_files(spark, location)
+        return None if found is None else sorted(found[1])
+
+    assert checksum_files() == spark_files() != []
+    _delta(spark, Path(location), [("c", "3", "C", "r2")], schema, mode="append")
+    DeltaTable.forPath(spark, location).delete("path = 'a'")  # rewrites a file
+    state, _ = data_files(spark, location)
+    assert state.version == latest_version(spark, location) == 2
+    assert checksum_files() == spark_files() and len(spark_files()) == 2
+    _delta(spark, Path(location), [("d", "4", "D", "r3")], schema)  # overwrite
+    assert checksum_files() == spark_files() != []
+
+    # No list when Delta leaves it out of the checksum (more files than its threshold).
+    with session_conf(spark, "spark.databricks.delta.allFilesInCrc.thresholdNumFiles", "1"):
+        _delta(spark, Path(location), [("e", "5", "E", "r4")], schema, mode="append")
+    assert len(spark_files()) > 1 and data_files(spark, location) is None
+    # Nor without the checksum file.
+    _delta(spark, Path(location), [("f", "6", "F", "r5")], schema, mode="append")
+    assert checksum_files() == spark_files()
+    (Path(location) / "_delta_log" / "00000000000000000005.crc").unlink()
+    assert data_files(spark, location) is None
+    # Nor when reading the files as Parquet would resurrect deleted rows.
+    dv = tmp_path / "dv"
+    spark.sql(f"CREATE TABLE delta.`{dv}` (path string) USING delta "
+              "TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
+    spark.createDataFrame([("a",), ("b",)], "path string").write.format("delta").mode(
+        "append").save(str(dv))
+    assert data_files(spark, str(dv)) is None
