@@ -231,10 +231,11 @@ def known_files(spark: SparkSession, location: str) -> pd.DataFrame | None:
     Comparing a listing with bronze through Spark cost a job in a fresh JVM ~4.7 s on
     20,400 photos (the listing sent to Spark and counted, bronze's Delta snapshot built,
     its key columns scanned and joined), even when nothing changed; the same three
-    columns read straight from bronze's Parquet files take 0.03-0.05 s. The files are those of bronze's latest version as its checksum
-    file lists them (:func:`common.incremental.data_files`); when it does not (a remote
-    lakehouse, no checksum, more files than Delta lists there), this returns None and
-    the caller asks Spark. Only the three columns are read, never the images.
+    columns read straight from bronze's Parquet files take 0.03-0.05 s. The files are
+    those of bronze's latest version as its checksum file lists them
+    (:func:`common.incremental.data_files`); when it does not (a remote lakehouse, no
+    checksum, more files than Delta lists there), this returns None and the caller asks
+    Spark. Only the three columns are read, never the images.
     """
     if is_remote(location):
         return None
