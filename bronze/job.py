@@ -157,9 +157,12 @@ def _compare(spark: SparkSession, config: Config, location: str, run: Run) -> _L
     if known is not None:
         listing = image_files(local_listing(spark, config.source), config.bronze.extensions)
         run.rows_in = len(listing)
-        gone = known.loc[~known["path"].isin(listing["path"]), ["path"]]
-        return _Listed(new_or_changed_files(listing, known),
-                       lambda: local_frame(spark, _tuples(gone), PATH_SCHEMA).persist(), "checksum")
+
+        def gone_here() -> DataFrame:  # only with --sync-deletes
+            gone = known.loc[~known["path"].isin(listing["path"]), ["path"]]
+            return local_frame(spark, _tuples(gone), PATH_SCHEMA).persist()
+
+        return _Listed(new_or_changed_files(listing, known), gone_here, "checksum")
     files = list_source(spark, config.source)
     listing = files.transform(with_image_extension(config.bronze.extensions))
     run.rows_in = listing.count()

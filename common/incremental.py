@@ -251,9 +251,11 @@ def table_state(spark: SparkSession, location: str, version: int | None = None
     """The table at ``version`` (default: its latest) as its checksum file describes it;
     None when that file is missing or says nothing of the table's metadata."""
     found = checksum(spark, location, version)
-    if found is None:
-        return None
-    version, crc = found
+    return _state(*found) if found else None
+
+
+def _state(version: int, crc: dict) -> TableState | None:
+    """:class:`TableState` from a version's parsed checksum file (None: no metadata)."""
     try:
         metadata = crc.get("metadata") or {}
         return TableState(version, metadata["id"],
@@ -272,22 +274,25 @@ def data_files(spark: SparkSession, location: str) -> tuple[TableState, list[str
     as plain Parquet would not give the table's rows (deletion vectors, column mapping,
     partitions)."""
     found = checksum(spark, location)
-    state = table_state(spark, location, found[0]) if found else None
+    state = _state(*found) if found else None
     if state is None:
         return None
-    version, crc = found
+    crc = found[1]
     files = crc.get("allFiles")
     protocol = crc.get("protocol") or {}
     if (not isinstance(files, list) or crc.get("numFiles") != len(files)
-            or protocol.get("minReaderVersion") != 1 or state.partition_columns):
+            or protocol.get("minReaderVersion") != 1 or state.partition_columns
+            or not all(isinstance(add, dict) and _plain_file(add) for add in files)):
         return None
-    paths = []
-    for add in files:
-        path = add.get("path", "") if isinstance(add, dict) else ""
-        if not path or add.get("deletionVector") or ":" in path or path.startswith("/"):
-            return None
-        paths.append(join_path(location, unquote(path)))
-    return state, paths
+    return state, [join_path(location, unquote(add["path"])) for add in files]
+
+
+def _plain_file(add: dict) -> bool:
+    """Whether an ``add`` action names a data file, relative to the table, whose rows are
+    all of the file's rows (no deletion vector, no partition values)."""
+    path = add.get("path", "")
+    return bool(path) and not (add.get("deletionVector") or add.get("partitionValues")
+                               or ":" in path or path.startswith("/"))
 
 
 def sync_marker(spark: SparkSession, run_id: str, upstream: str, upstream_version: int,
@@ -358,9 +363,7 @@ def appended_files(spark: SparkSession, location: str, since: int, until: int
             kind, body = next(iter(action.items()))
             if kind == "commitInfo":
                 continue
-            path = body.get("path", "") if kind == "add" else ""
-            if (kind != "add" or not body.get("dataChange", True) or body.get("deletionVector")
-                    or body.get("partitionValues") or ":" in path or path.startswith("/")):
+            if kind != "add" or not body.get("dataChange", True) or not _plain_file(body):
                 return None
             added.append(body)
     return added
