@@ -55,6 +55,7 @@ class SilverSettings:
     max_pixels: int
     min_side: int
     arrow_batch_size: int
+    image_codec: str
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ ENGINES = ("onnx", "tensorflow", "tflite")
 # Who reads silver's images for gold (gold/silver_files.py): the Python workers straight
 # from silver's files (local lakehouses), Spark's JVM, or auto (workers where local).
 IMAGE_READERS = ("auto", "workers", "spark")
+# Parquet codecs for silver.images' files (Spark's names; every one is read by pyarrow).
+IMAGE_CODECS = ("zstd", "lz4_raw", "snappy", "uncompressed")
 
 
 def join_path(root: str, *parts: str) -> str:
@@ -289,6 +292,11 @@ def _validate(config: Config, file: str) -> Config:
     if config.gold.engine not in ENGINES:
         raise ConfigError(
             f"{file}: gold.engine must be one of {', '.join(ENGINES)}, got {config.gold.engine!r}"
+        )
+    if config.silver.image_codec not in IMAGE_CODECS:
+        raise ConfigError(
+            f"{file}: silver.image_codec must be one of {', '.join(IMAGE_CODECS)}, "
+            f"got {config.silver.image_codec!r}"
         )
     if config.gold.image_reader not in IMAGE_READERS:
         raise ConfigError(

@@ -65,6 +65,10 @@ class Engine(Protocol):
         """float32 (n, 224, 224, 3) preprocessed -> float32 (n, 1280)."""
         ...
 
+    def run_images(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB (n, 224, 224, 3) -> float32 (n, 1280): ``run(preprocess(images))``."""
+        ...
+
 
 def preprocess(images: np.ndarray) -> np.ndarray:
     """uint8 RGB (n, 224, 224, 3) -> the model's input, as Keras' ``preprocess_input``.
@@ -72,10 +76,15 @@ def preprocess(images: np.ndarray) -> np.ndarray:
     Same float32 operations in the same order as ``img_to_array`` followed by
     ``mobilenet_v2.preprocess_input`` (``x /= 127.5; x -= 1``), hence the same bits.
     """
-    x = images.astype(np.float32)
-    x /= np.float32(127.5)
-    x -= np.float32(1.0)
-    return x
+    return preprocess_into(images, np.empty(images.shape, dtype=np.float32))
+
+
+def preprocess_into(images: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`preprocess` written into ``out`` (float32, the images' shape): the uint8
+    values are converted to float32 before the division, as ``astype`` would."""
+    np.divide(images, np.float32(127.5), out=out)
+    out -= np.float32(1.0)
+    return out
 
 
 def keras_cache_dir() -> Path:
@@ -291,6 +300,9 @@ class TensorflowEngine:
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._call(batch).numpy()
 
+    def run_images(self, images: np.ndarray) -> np.ndarray:
+        return self.run(preprocess(images))
+
 
 class OnnxEngine:
     """ONNX Runtime on the converted model, with a fixed number of threads."""
@@ -307,6 +319,9 @@ class OnnxEngine:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
+
+    def run_images(self, images: np.ndarray) -> np.ndarray:
+        return self.run(preprocess(images))
 
 
 class TfliteEngine:
@@ -325,12 +340,23 @@ class TfliteEngine:
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._size = -1
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) != self._size:
-            self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+    def _resize(self, size: int) -> None:
+        if size != self._size:
+            self._interpreter.resize_tensor_input(self._input, [size, IMAGE_SIZE, IMAGE_SIZE, 3])
             self._interpreter.allocate_tensors()
-            self._size = len(batch)
+            self._size = size
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._resize(len(batch))
         self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch))
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output)  # a copy
+
+    def run_images(self, images: np.ndarray) -> np.ndarray:
+        self._resize(len(images))
+        # Preprocessed straight into the interpreter's input buffer: no float32 batch to
+        # allocate and copy. The view must be gone before invoke (LiteRT checks).
+        preprocess_into(images, self._interpreter.tensor(self._input)())
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output)  # a copy
 
@@ -366,8 +392,8 @@ def featurize(engine: Engine, images: np.ndarray, batch_size: int) -> np.ndarray
     """uint8 (n, 224, 224, 3) -> float32 (n, 1280), ``batch_size`` images per model call."""
     out = np.empty((len(images), FEATURE_SIZE), dtype=np.float32)
     for start in range(0, len(images), batch_size):
-        chunk = preprocess(images[start : start + batch_size])
-        out[start : start + len(chunk)] = engine.run(chunk)
+        chunk = images[start : start + batch_size]
+        out[start : start + len(chunk)] = engine.run_images(chunk)
     return out
 
 

@@ -107,8 +107,10 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
         fault_point("silver:between_commits")
         if run.rows_out:
             marker = sync_marker(spark, run.run_id, bronze_location, version, also)
-            append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
-                        run.run_id, marker=marker)
+            with session_conf(spark, "spark.sql.parquet.compression.codec",
+                              config.silver.image_codec):
+                append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
+                            run.run_id, marker=marker)
 
 
 def main(argv: list[str] | None = None) -> int:

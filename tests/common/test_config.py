@@ -75,6 +75,8 @@ def test_overrides_are_typed() -> None:
         ({"gold.arrow_batch_size": 0}, "gold.arrow_batch_size must be greater than 0"),
         ({"gold.engine": "torch"}, "gold.engine must be one of onnx, tensorflow, tflite"),
         ({"gold.image_reader": "jvm"}, "gold.image_reader must be one of auto, workers, spark"),
+        ({"silver.image_codec": "lz4"},
+         "silver.image_codec must be one of zstd, lz4_raw, snappy, uncompressed, got 'lz4'"),
         ({"gold.image_reader": "workers", "lakehouse": "s3a://bucket/lake"},
          "gold.image_reader is workers, but the lakehouse s3a://bucket/lake is not on a local"),
         ({"pca.variance": 1.5}, "pca.variance must be in (0, 1]"),

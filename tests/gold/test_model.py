@@ -46,6 +46,9 @@ def test_converted_engine_equals_keras_and_its_conversion_is_cached(
     assert scale > 0 and np.count_nonzero(expected) > expected.size // 2
 
     converted = model.build_engine(payload, threads=1)
+    # Preprocessed into the engine's own input buffer (LiteRT) or not: the same bits.
+    assert np.array_equal(converted.run_images(images[:2]),
+                          converted.run(model.preprocess(images[:2])))
     # 3 images per call: calls of 3, 3 and then 1 (a different size, so LiteRT resizes),
     # then 7 in one call; every result stays within the bound.
     for batch_size in (3, 1, 7):
@@ -124,3 +127,18 @@ def test_a_driver_without_tensorflow_converts_in_a_child_process(tmp_path: Path)
                             text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+def test_preprocess_into_a_buffer_is_keras_preprocessing_bit_for_bit() -> None:
+    # Keras' img_to_array + mobilenet_v2.preprocess_input, as float32 NumPy steps.
+    images = np.random.default_rng(3).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    images[0, 0, :3] = [[0, 0, 0], [255, 255, 255], [127, 128, 1]]
+    expected = images.astype(np.float32)
+    expected /= np.float32(127.5)
+    expected -= np.float32(1.0)
+    buffer = np.full(images.shape, np.nan, dtype=np.float32)
+    assert model.preprocess_into(images, buffer) is buffer
+    assert np.array_equal(buffer, expected) and np.array_equal(model.preprocess(images), expected)
+    assert buffer[0, 0, :2].tolist() == [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
+    assert np.allclose(buffer[0, 0, 2], [127 / 127.5 - 1, 128 / 127.5 - 1, 1 / 127.5 - 1],
+                       rtol=0, atol=1e-7)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from PIL import Image
 
 from bronze.job import main as bronze_main
@@ -85,6 +86,19 @@ def test_good_files_are_labelled_and_resized_bad_ones_quarantined(
 
     bronze_paths = {r.path for r in table(spark, lakehouse, "bronze/images").select("path").collect()}
     assert bronze_paths == set(images) | set(rejects) and not set(images) & set(rejects)
+
+    # silver.images' files use silver.image_codec (local profile: lz4_raw); the other
+    # tables keep the session's zstd. pyarrow names Parquet's LZ4_RAW "LZ4" (and Hadoop's
+    # framed LZ4 "LZ4_HADOOP"); Spark names the files after the codec.
+    assert _codecs(lakehouse / "silver/images") == {"LZ4"}
+    assert all(f.name.endswith(".lz4raw.parquet")
+               for f in (lakehouse / "silver/images").glob("*.parquet"))
+    assert _codecs(lakehouse / "silver/rejects") == {"ZSTD"}
+
+
+def _codecs(folder: Path) -> set[str]:
+    return {pq.ParquetFile(f).metadata.row_group(0).column(0).compression
+            for f in folder.glob("*.parquet")}
 
 
 def test_only_new_and_changed_rows_are_processed(spark, lakehouse: Path, tmp_path: Path) -> None:
