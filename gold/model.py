@@ -285,7 +285,17 @@ def to_tflite(weights: list[np.ndarray]) -> bytes:
 CONVERTERS = {"onnx": to_onnx, "tflite": to_tflite}
 
 
-class TensorflowEngine:
+class _PreprocessingEngine:
+    """``run_images`` for an engine that takes a preprocessed float32 batch."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - each engine's own
+        raise NotImplementedError
+
+    def run_images(self, images: np.ndarray) -> np.ndarray:
+        return self.run(preprocess(images))
+
+
+class TensorflowEngine(_PreprocessingEngine):
     """The Keras model with the broadcast weights, called through one ``tf.function``."""
 
     def __init__(self, weights: list[np.ndarray], threads: int) -> None:
@@ -300,11 +310,8 @@ class TensorflowEngine:
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._call(batch).numpy()
 
-    def run_images(self, images: np.ndarray) -> np.ndarray:
-        return self.run(preprocess(images))
 
-
-class OnnxEngine:
+class OnnxEngine(_PreprocessingEngine):
     """ONNX Runtime on the converted model, with a fixed number of threads."""
 
     def __init__(self, onnx: bytes, threads: int) -> None:
@@ -319,9 +326,6 @@ class OnnxEngine:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
-
-    def run_images(self, images: np.ndarray) -> np.ndarray:
-        return self.run(preprocess(images))
 
 
 class TfliteEngine:
