@@ -67,6 +67,7 @@ class GoldSettings:
     inference_threads: int
     partition_bytes: int
     image_reader: str
+    writer: str
     export_path: str
 
 
@@ -107,6 +108,9 @@ ENGINES = ("onnx", "tensorflow", "tflite")
 # Who reads silver's images for gold (gold/silver_files.py): the Python workers straight
 # from silver's files (local lakehouses), Spark's JVM, or auto (workers where local).
 IMAGE_READERS = ("auto", "workers", "spark")
+# Who writes gold's Parquet files (gold/writer.py): the Python workers that computed the
+# features (local lakehouses; the driver commits the files), Spark's JVM, or auto.
+WRITERS = ("auto", "workers", "spark")
 # Parquet codecs for silver.images' files (Spark's names; every one is read by pyarrow).
 IMAGE_CODECS = ("zstd", "lz4_raw", "snappy", "uncompressed")
 
@@ -308,6 +312,21 @@ def _validate(config: Config, file: str) -> Config:
             f"{file}: gold.image_reader is workers, but the lakehouse {config.lakehouse} is "
             "not on a local filesystem; the workers read local silver files only. Use auto "
             "or spark (Spark then reads the images from the object store)."
+        )
+    if config.gold.writer not in WRITERS:
+        raise ConfigError(
+            f"{file}: gold.writer must be one of {', '.join(WRITERS)}, got {config.gold.writer!r}"
+        )
+    if config.gold.writer == "workers" and is_remote(config.lakehouse):
+        raise ConfigError(
+            f"{file}: gold.writer is workers, but the lakehouse {config.lakehouse} is not on a "
+            "local filesystem; the workers write local files only. Use auto or spark."
+        )
+    if config.gold.writer == "workers" and config.gold.image_reader == "spark":
+        raise ConfigError(
+            f"{file}: gold.writer is workers, but gold.image_reader is spark; the workers "
+            "write the rows of the images they read themselves. Use auto or workers for "
+            "gold.image_reader, or spark for gold.writer."
         )
     if not config.gold.weights:
         raise ConfigError(f"{file}: gold.weights must be imagenet, random or a file path")

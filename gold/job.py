@@ -10,7 +10,9 @@ whose ``(path, content_hash)`` is not in gold yet are featurized, in one pass, a
 appended. The driver loads the weights once and broadcasts them; each executor Python
 worker builds the model once (see :mod:`gold.udf`). On a local lakehouse the workers
 read each image from silver's files themselves, so Spark reads only silver's keys
-(``gold.image_reader``, see :mod:`gold.silver_files`).
+(``gold.image_reader``, see :mod:`gold.silver_files`), and write the rows they featurized
+to the table's files themselves, which the driver then commits in one Delta commit
+(``gold.writer``, see :mod:`gold.writer`).
 
 Every gold row records its model identity (name + sha256 of the weights file). A run
 with other weights than the table's refuses to mix them unless ``--rebuild`` is given,
@@ -65,6 +67,7 @@ from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.transform import export_columns, to_gold_rows, with_features
 from gold.udf import UdfMetrics, features_udf
+from gold.writer import Commit, features_files, open_commit, write_files
 
 log = logging.getLogger("gold")
 
@@ -138,17 +141,22 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
         properties = silver["properties"]
         work_bytes = _work_bytes(spark, config, run.rows_in, silver["sizeInBytes"])
     reader = image_reader(config, properties)
+    commit = gold_writer(spark, config, reader, location)
     run.details["image_reader"] = reader
+    run.details["writer"] = "spark" if commit is None else "workers"
     broadcast = spark.sparkContext.broadcast(payload)
     metrics = UdfMetrics.create(spark)
     threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
     batch_size = config.gold.batch_size or best_batch_size(config.gold.engine, threads)
-    features = features_udf(broadcast, identity, config.gold.engine, batch_size, threads,
-                            metrics, from_files=reader == "workers")
     now = datetime.now(timezone.utc)
-    rows = work.transform(with_features(features, from_files=reader == "workers")).transform(
-        to_gold_rows(identity, run.run_id, now)
-    )
+    if commit is None:
+        features = features_udf(broadcast, identity, config.gold.engine, batch_size, threads,
+                                metrics, from_files=reader == "workers")
+        rows = work.transform(with_features(features, from_files=reader == "workers")
+                              ).transform(to_gold_rows(identity, run.run_id, now))
+    else:
+        write = features_files(broadcast, identity, config.gold.engine, batch_size, threads,
+                               metrics, table=location, run_id=run.run_id, now=now)
     fault_point("gold:before_write")
     started = time.perf_counter()
     split = _split_bytes(spark, config, work_bytes)
@@ -159,7 +167,17 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
                          str(config.gold.arrow_batch_size)):
         marker = sync_marker(spark, run.run_id, SILVER_IMAGES.location(config.lakehouse),
                              silver_version, model=identity)
-        append_rows(location, rows, run.run_id, marker=marker)
+        if commit is None:
+            append_rows(location, rows, run.run_id, marker=marker)
+        else:
+            files = write_files(work, write)
+            written = sum(f.rows for f in files)
+            if written != run.rows_in:  # nothing is committed then
+                raise RuntimeError(f"gold's workers wrote {written} rows for {run.rows_in} "
+                                   "pending images; nothing was committed: run gold again")
+            fault_point("gold:before_commit")  # files written, none in the table yet
+            commit.add(files, marker)
+            run.details["files"] = len(files)
     run.model_seconds = round(time.perf_counter() - started, 3)
     fault_point("gold:after_commit")
     run.rows_out = run.rows_in
@@ -176,6 +194,29 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
         run.rows_out, run.model_seconds, run.rows_out / max(run.model_seconds, 1e-9),
         metrics.engine_builds.value, metrics.model_calls.value,
     )
+
+
+def gold_writer(spark: SparkSession, config: Config, reader: str,
+                location: str) -> Commit | None:
+    """The commit that will add the workers' files to gold (``gold.writer`` workers, or
+    auto where it can be: see :mod:`gold.writer`), or None when Spark writes gold."""
+    if config.gold.writer == "spark":
+        return None
+    if reader != "workers":
+        if config.gold.writer == "workers":
+            raise ConfigError(
+                "gold.writer is workers, but Spark reads silver's images this run (silver.images "
+                "uses Delta column mapping); the workers write the rows of the images they "
+                "read themselves. Use auto or spark for gold.writer.")
+        return None
+    commit, why = open_commit(spark, location)
+    if commit is None:
+        if config.gold.writer == "workers":
+            raise ConfigError(
+                f"gold.writer is workers, but gold.image_features at {location}: {why}; only "
+                "Spark's Delta writer applies such a table's rules. Use auto or spark.")
+        log.info("Spark writes gold's files: gold.image_features %s", why)
+    return commit
 
 
 def image_reader(config: Config, silver_properties: dict) -> str:

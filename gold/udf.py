@@ -15,7 +15,7 @@ silver file and key, and the worker reads the image from that file.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,13 +91,7 @@ def features_udf(
     ) -> Iterator[pd.Series]:
         for files, paths, hashes in batches:
             model = cached_engine(payload, identity, engine, threads, metrics)
-            pixels = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-            # A task reads one split of one file; a batch spans two files only where
-            # Spark packed small files into one task.
-            starts = np.flatnonzero(np.r_[True, files.to_numpy()[1:] != files.to_numpy()[:-1]])
-            for start, end in zip(starts, [*starts[1:], len(files)]):
-                _SILVER.pixels(files.iat[start], paths.iloc[start:end].tolist(),
-                               hashes.iloc[start:end].tolist(), out=pixels[start:end])
+            pixels = read_pixels(files.tolist(), paths.tolist(), hashes.tolist())
             yield _featurize(model, pixels, batch_size, metrics)
 
     return features_from_files if from_files else features
@@ -107,13 +101,34 @@ def features_udf(
 _SILVER = SilverImages()
 
 
-def _featurize(model: Engine, pixels: np.ndarray, batch_size: int,
-               metrics: UdfMetrics) -> pd.Series:
+def read_pixels(files: Sequence[str], paths: Sequence[str],
+                hashes: Sequence[str | None]) -> np.ndarray:
+    """uint8 (n, 224, 224, 3): the image of each key ``(paths[i], hashes[i])``, read by
+    this worker from the silver file ``files[i]`` (see :mod:`gold.silver_files`)."""
+    pixels = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    # A task reads one split of one file; a batch spans two files only where Spark
+    # packed small files into one task.
+    starts = [i for i in range(len(files)) if i == 0 or files[i] != files[i - 1]]
+    for start, end in zip(starts, [*starts[1:], len(files)]):
+        _SILVER.pixels(files[start], paths[start:end], hashes[start:end],
+                       out=pixels[start:end])
+    return pixels
+
+
+def run_model(model: Engine, pixels: np.ndarray, batch_size: int,
+              metrics: UdfMetrics) -> np.ndarray:
+    """float32 (n, 1280): the features of ``pixels``, counted in ``metrics``."""
     started = time.perf_counter()
     vectors = featurize(model, pixels, batch_size)
     metrics.model_seconds += time.perf_counter() - started
     metrics.model_calls += -(-len(pixels) // batch_size)
     fault_point("gold:in_udf")
+    return vectors
+
+
+def _featurize(model: Engine, pixels: np.ndarray, batch_size: int,
+               metrics: UdfMetrics) -> pd.Series:
+    vectors = run_model(model, pixels, batch_size, metrics)
     # Python floats, not the rows as float32 arrays: Spark 4.0 turns each value of an
     # array column into a list before Arrow converts it, and Arrow converts a list of
     # Python floats about twice as fast as one of NumPy scalars (0.07-0.08 against

@@ -164,10 +164,11 @@ def test_export_grows_by_new_files_when_gold_only_gained_rows(
                                                                 dtype=np.float32))
 
 
-def test_workers_read_the_images_from_silver_files(spark, lakehouse: Path,
-                                                   tmp_path: Path) -> None:
-    """gold.image_reader: the workers' reader (the local default) and Spark's give the
-    features of each photo's own pixels, from a lakehouse whose path needs quoting."""
+def test_readers_and_writers_give_the_same_tables(spark, lakehouse: Path,
+                                                  tmp_path: Path) -> None:
+    """gold.image_reader and gold.writer: the workers' reader and writer (the local
+    defaults) and Spark's give the features of each photo's own pixels, the same table
+    and the same export, from a lakehouse whose path needs quoting."""
     from common.images import DecodeLimits, decode_for_model
     from tests.conftest import DATABASES
 
@@ -182,21 +183,28 @@ def test_workers_read_the_images_from_silver_files(spark, lakehouse: Path,
                        .reshape(224, 224, 3) for n in names])
     expected = gold_model.featurize(engine, pixels, batch_size=len(names))
 
-    for reader in ("workers", "spark"):
+    tables = {}
+    for reader, writer in (("workers", "workers"), ("workers", "spark"), ("spark", "spark")):
         for database in DATABASES:
             spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
         shutil.rmtree(source, ignore_errors=True)
-        lake = tmp_path / f"lake hoüse #{reader}"  # Spark gives the files' URIs quoted
+        lake = tmp_path / f"lake hoüse #{reader}-{writer}"  # Spark quotes the files' URIs
         # three photos, then two more: the second run reads silver's new files from its
         # log (common.incremental.changes_from_log)
         for batch, via in ((names[:3], "keys"), (names[3:], "log")):
             for name in batch:
                 write(source / name, photos[name])
             bronze_silver(source, lake)
-            assert gold(lake, *RANDOM, "--set", f"gold.image_reader={reader}") == 0
+            assert gold(lake, *RANDOM, "--set", f"gold.image_reader={reader}",
+                        "--set", f"gold.writer={writer}") == 0
             run = last_run(spark, lake, "gold")
-            assert (run["details"]["image_reader"], run["rows_out"]) == (reader, len(batch))
+            assert (run["details"]["image_reader"], run["details"]["writer"],
+                    run["rows_out"]) == (reader, writer, len(batch))
             assert run["details"]["changes_from"] == via
+            for name in batch:  # each row carries its run, whoever wrote it
+                row = gold_features(spark, lake)[f"file:{source / name}"]
+                assert row.run_id == run["run_id"]
+                assert run["started_at"] <= row.processed_at <= run["ended_at"]
         stored = gold_features(spark, lake)
         assert sorted(stored) == sorted(f"file:{source / name}" for name in names)
         for name, vector in zip(names, expected):
@@ -204,3 +212,12 @@ def test_workers_read_the_images_from_silver_files(spark, lakehouse: Path,
             assert row.label == name.split("/")[0]
             np.testing.assert_allclose(np.asarray(row.features, np.float32), vector,
                                        rtol=0, atol=1e-5)
+        export = pd.read_parquet(lake / "exports" / "image_features")
+        assert sorted(export.path) == sorted(stored)
+        for row in export.itertuples():
+            np.testing.assert_array_equal(
+                row.features, np.asarray(stored[row.path].features, np.float32))
+        tables[reader, writer] = {p: (r.label, r.content_hash, r.model, r.features)
+                                  for p, r in stored.items()}
+    # Same model, same pixels, same batches: the same bits whoever writes them.
+    assert tables["workers", "workers"] == tables["workers", "spark"] == tables["spark", "spark"]

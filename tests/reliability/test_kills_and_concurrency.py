@@ -27,7 +27,8 @@ LAYERS = (
     ("bronze", ("bronze:after_read", "bronze:before_commit", "bronze:before_runlog")),
     ("silver", ("silver:after_delete", "silver:before_commit", "silver:between_commits",
                 "silver:before_runlog")),
-    ("gold", ("gold:before_write", "gold:in_udf", "gold:after_commit", "gold:before_runlog")),
+    ("gold", ("gold:before_write", "gold:in_udf", "gold:before_commit", "gold:after_commit",
+              "gold:before_runlog")),
     ("pca", ("pca:after_model_save", "pca:before_commit", "pca:before_runlog")),
 )
 
