@@ -1,8 +1,9 @@
-"""Typed, frozen configuration loaded from ``conf/<env>.yaml``.
+"""Typed, frozen configuration loaded from ``conf/base.yaml`` plus ``conf/<env>.yaml``.
 
-Every profile has the same keys; a missing or unknown key, a value of the wrong type or
-an impossible value is a :class:`ConfigError` that names the key and the file, raised
-before any Spark session or table is touched.
+``base.yaml`` holds every key with its default and meaning; a profile holds only what
+differs (its values win, mappings are merged key by key). An unknown key, a value of the
+wrong type or an impossible value is a :class:`ConfigError` that names the key and the
+file, raised before any Spark session or table is touched.
 
 Precedence, lowest first: the profile file, ``--set section.key=value`` overrides, then the
 named CLI flags (``--source``, ``--lakehouse``, ...) that the jobs expose.
@@ -134,8 +135,40 @@ def local_path(path: str) -> Path:
     return Path(path)
 
 
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+BASE_PROFILE = "base"
+
+
+def available_profiles(conf_dir: Path = CONF_DIR) -> list[str]:
+    """The profiles a user can pick (``base`` is the layer under them, not one of them)."""
+    return sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != BASE_PROFILE)
+
+
+def _read_profile(file: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file} must hold a mapping of settings, not {type(raw).__name__}")
+    return raw
+
+
+def _layer(base: dict[str, Any], overlay: dict[str, Any], file: Path, prefix: str = "",
+           ) -> dict[str, Any]:
+    """``overlay`` on ``base``: its values win; nested sections merge key by key; a key the
+    base does not have is an error (``spark.extra`` is free-form)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        dotted = prefix + str(key)
+        if key not in base and prefix != "spark.extra.":
+            raise ConfigError(f"{file}: unknown setting {dotted!r} (not in base.yaml)")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _layer(base[key], value, file, dotted + ".")
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_config(
@@ -151,15 +184,12 @@ def load_config(
     """
     file = conf_dir / f"{env}.yaml"
     if not file.is_file():
-        names = ", ".join(p.stem for p in sorted(conf_dir.glob("*.yaml"))) or "none"
+        names = ", ".join(available_profiles(conf_dir)) or "none"
         raise ConfigError(f"unknown profile {env!r}: no file {file} (profiles: {names})")
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file} must hold a mapping of settings, not {type(raw).__name__}")
-    raw = dict(raw)
+    raw = _read_profile(file)
+    base_file = conf_dir / f"{BASE_PROFILE}.yaml"
+    if env != BASE_PROFILE and base_file.is_file():
+        raw = _layer(_read_profile(base_file), raw, file)
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value, file)
     config = _build(Config, {"env": env, **raw}, str(file), prefix="")

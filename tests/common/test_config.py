@@ -23,20 +23,26 @@ def test_local_profile_loads_with_absolute_paths(tmp_path: Path, monkeypatch) ->
         config.gold.batch_size = 3  # type: ignore[misc]
 
 
-def test_every_profile_has_the_same_keys() -> None:
-    def keys(node: object, prefix: str = "") -> set[str]:
-        if not isinstance(node, dict):
-            return {prefix}
-        if prefix.endswith("extra."):
-            return {prefix}
-        return set().union(*(keys(v, f"{prefix}{k}.") for k, v in node.items()))
-
-    shapes = {p: keys(yaml.safe_load((CONF_DIR / f"{p}.yaml").read_text())) for p in
-              available_profiles()}
-    assert "local" in shapes
-    first = shapes["local"]
-    for profile, shape in shapes.items():
-        assert shape == first, f"{profile} differs from local: {shape ^ first}"
+def test_profiles_hold_only_keys_of_the_base_and_inherit_the_rest(tmp_path: Path) -> None:
+    assert available_profiles() == ["emr", "local", "s3-local"]
+    local, emr = load_config("local"), load_config("emr")
+    # emr's own values win; what it does not say comes from base.yaml
+    assert emr.spark.master == "yarn" and emr.gold.partition_bytes == 33554432
+    assert emr.silver.max_pixels == local.silver.max_pixels == 89478485
+    assert emr.silver.image_codec == "zstd" and local.silver.image_codec == "lz4_raw"
+    assert emr.spark.extra["spark.sql.catalogImplementation"] == "hive"
+    assert "spark.memory.offHeap.enabled" not in emr.spark.extra
+    assert local.spark.extra["spark.memory.offHeap.size"] == "1g"
+    # a key the base does not know is named, with the profile's file
+    (tmp_path / "base.yaml").write_text((CONF_DIR / "base.yaml").read_text())
+    (tmp_path / "typo.yaml").write_text("gold:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config("typo", conf_dir=tmp_path)
+    assert "unknown setting 'gold.batchsize'" in str(info.value)
+    assert "typo.yaml" in str(info.value)
+    # an empty profile is the base itself
+    (tmp_path / "plain.yaml").write_text("# nothing differs\n")
+    assert load_config("plain", conf_dir=tmp_path).gold == load_config("base").gold
 
 
 def test_spark_extra_overrides_keep_dotted_spark_keys() -> None:
@@ -104,7 +110,7 @@ def test_unknown_profile_lists_the_known_ones() -> None:
 
 
 def test_missing_key_in_a_profile_file_is_named(tmp_path: Path) -> None:
-    raw = yaml.safe_load((CONF_DIR / "local.yaml").read_text())
+    raw = yaml.safe_load((CONF_DIR / "base.yaml").read_text())
     del raw["silver"]["min_side"]
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError) as info:
