@@ -28,8 +28,13 @@ SUBMIT = $(PROFILE_ARGS) $(VENV)/bin/spark-submit "$${PROFILE[@]}" $(SPARK_ARGS)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
-.PHONY: help setup run pipeline bronze silver gold pca sql sql-shell demo test test-quick \
-        test-long cluster-test s3-test bench history emr-package clean jvm-archive
+.PHONY: help setup run pipeline bronze silver gold pca train predict classify sql sql-shell \
+        demo test test-quick test-long cluster-test s3-test bench history emr-package clean \
+        jvm-archive
+
+# Values that reach programs through the environment, never pasted into a shell line:
+# $(value ...) keeps them as typed ($ included).
+export FRUITS_PHOTOS := $(value PHOTOS)
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -51,7 +56,7 @@ run: setup ## the whole pipeline on SOURCE (default: a generated demo image set)
 	@if [ -z "$(SOURCE)" ]; then $(PY) -m common.demo --out $(DEMO_DIR); fi
 	@$(MAKE) --no-print-directory pipeline SOURCE="$(if $(SOURCE),$(SOURCE),$(DEMO_DIR))"
 
-pipeline: setup ## bronze, silver, gold, pca in one Spark application, then a summary
+pipeline: setup ## bronze, silver, gold, pca (and predict, once trained) in one Spark application
 	@test -n "$(SOURCE)" || { echo "error: give SOURCE=DIR (the image root)"; exit 2; }
 	$(SUBMIT) common/pipeline.py --source "$(SOURCE)" $(COMMON)
 
@@ -69,6 +74,15 @@ pca: setup ## PCA of the gold features into gold.image_features_pca + report
 
 summary: setup
 	@$(SUBMIT) common/sql.py --summary $(COMMON)
+
+train: setup ## train a species classifier on gold (JOB_ARGS="--eval-root DIR" to hold photos out)
+	$(SUBMIT) gold/train_job.py $(COMMON)
+
+predict: setup ## the serving classifier's answers for every gold row into gold.predictions
+	$(SUBMIT) gold/predict_job.py $(COMMON)
+
+classify: setup ## classify photos without Spark: make classify PHOTOS="a.jpg dir/" (JSON lines)
+	@$(PY) -m gold.classify --from-env FRUITS_PHOTOS --env $(ENV) --lakehouse "$(LAKEHOUSE)"
 
 sql: setup ## run one query in a new process: make sql Q="SELECT ..."
 	@test -n "$(Q)" || { echo 'error: give Q="SELECT ..."'; exit 2; }

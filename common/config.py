@@ -81,6 +81,19 @@ class PcaSettings:
 
 
 @dataclass(frozen=True)
+class ClassifierSettings:
+    species_map: str
+    reg_param: float
+    elastic_net: float
+    max_iter: int
+    source_balance: bool
+    unknown_false_rate: float
+    calibration_share: float
+    min_rows: int
+    top: int
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole profile. ``lakehouse`` is the one root every other path derives from."""
 
@@ -92,6 +105,7 @@ class Config:
     silver: SilverSettings
     gold: GoldSettings
     pca: PcaSettings
+    classifier: ClassifierSettings
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -99,6 +113,10 @@ class Config:
     @property
     def export_path(self) -> str:
         return self.gold.export_path or join_path(self.lakehouse, "exports", "image_features")
+
+    @property
+    def species_map_path(self) -> Path:
+        return Path(self.classifier.species_map or CONF_DIR / "species.csv")
 
     @property
     def event_log_dir(self) -> str:
@@ -364,6 +382,19 @@ def _validate(config: Config, file: str) -> Config:
         raise ConfigError(f"{file}: pca.variance must be in (0, 1], got {config.pca.variance}")
     if config.pca.k < 0:
         raise ConfigError(f"{file}: pca.k must be 0 (choose by variance) or more")
+    c = config.classifier
+    if c.reg_param < 0 or not 0.0 <= c.elastic_net <= 1.0 or c.max_iter <= 0:
+        raise ConfigError(f"{file}: classifier.reg_param must be >= 0, classifier.elastic_net "
+                          "in [0, 1] and classifier.max_iter > 0")
+    if not 0.0 < c.unknown_false_rate < 0.5 or not 0.0 < c.calibration_share < 0.5:
+        raise ConfigError(f"{file}: classifier.unknown_false_rate and "
+                          "classifier.calibration_share must be in (0, 0.5)")
+    if c.top < 3:
+        raise ConfigError(f"{file}: classifier.top must be 3 or more, got {c.top}")
+    if c.min_rows < 2:
+        raise ConfigError(f"{file}: classifier.min_rows must be 2 or more")
+    if c.species_map and not Path(c.species_map).is_file():
+        raise ConfigError(f"{file}: classifier.species_map {c.species_map!r} is not a file")
     return config
 
 

@@ -1,10 +1,11 @@
-"""The whole pipeline in one Spark application: bronze, silver, gold, then PCA.
+"""The whole pipeline in one Spark application: bronze, silver, gold, PCA, then predict.
 
     spark-submit $(python -m common.spark --submit-args --env local) \\
         common/pipeline.py --source DIR --lakehouse DIR [--no-pca] [--sync-deletes]
         [--weights W] [--engine E] [--env local] [--set SECTION.KEY=VALUE ...]
 
-(``make pipeline SOURCE=DIR`` runs exactly this.) Each layer runs as its own job, with
+(``make pipeline SOURCE=DIR`` runs exactly this; predict runs once a classifier has
+been trained, ``make train``.) Each layer runs as its own job, with
 its own lock, its own row in ``ops.runs`` and its own summary line, exactly as if it
 had been submitted alone (``make bronze`` etc. still work); sharing one JVM and one
 SparkSession saves the start-up of three more applications, which is most of the time
@@ -35,6 +36,7 @@ from common.spark import build_session, register_tables
 from common.sql import print_summary
 from gold.job import featurize_new
 from gold.pca_job import reduce_features
+from gold.predict_job import has_model, predict_new
 from silver.job import refine
 
 log = logging.getLogger("pipeline")
@@ -49,6 +51,10 @@ def layers(config: Config, *, sync_deletes: bool, pca: bool) -> list[tuple[str, 
     ]
     if pca:
         steps.append(("pca", functools.partial(reduce_features, refit=False)))
+    if has_model(config):
+        steps.append(("predict", predict_new))
+    else:
+        log.info("predict skipped: no classifier trained in this lakehouse yet (make train)")
     return steps
 
 

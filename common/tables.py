@@ -157,4 +157,54 @@ OPS_RUNS = TableSpec(
     ),
 )
 
-ALL_TABLES = (BRONZE_IMAGES, SILVER_IMAGES, SILVER_REJECTS, GOLD_FEATURES, GOLD_PCA, OPS_RUNS)
+# One row per trained classifier version (gold/train_job.py); the model's parameters and
+# its evaluation report live under <lakehouse>/models/classifier/<version>/.
+CLASSIFIER_MODELS = TableSpec(
+    "gold",
+    "classifier_models",
+    T.StructType(
+        [
+            _field("version", T.StringType(), False),
+            _field("trained_at", T.TimestampType(), False),
+            _field("gold_version", T.LongType(), False),
+            _field("feature_model", T.StringType(), False),
+            _field("rows_per_source", T.MapType(T.StringType(), T.LongType()), False),
+            _field("species", T.ArrayType(T.StringType(), False), False),
+            _field("hyper_parameters", T.StringType(), False),  # JSON
+            _field("metrics", T.StringType(), False),  # JSON: per evaluation source
+            _field("unknown_threshold", T.DoubleType(), False),
+            _field("serving", T.BooleanType(), False),
+            _field("run_id", T.StringType(), False),
+        ]
+    ),
+)
+
+# Delta refuses NOT NULL inside arrays: the elements' fields are nullable in the schema
+# (the classifier never leaves one empty).
+TOP_SPECIES = T.ArrayType(
+    T.StructType([_field("species", T.StringType()),
+                  _field("probability", T.DoubleType())]), False)
+
+# One row per gold row, predicted by the serving classifier (gold/predict_job.py).
+GOLD_PREDICTIONS = TableSpec(
+    "gold",
+    "predictions",
+    T.StructType(
+        [
+            _field("path", T.StringType(), False),
+            _field("label", T.StringType(), False),
+            _field("content_hash", T.StringType(), False),
+            _field("species", T.StringType(), False),
+            _field("probability", T.DoubleType(), False),
+            _field("top", TOP_SPECIES, False),
+            _field("unknown", T.BooleanType(), False),
+            _field("closest_label", T.StringType(), False),
+            _field("model_version", T.StringType(), False),
+            _field("run_id", T.StringType(), False),
+            _field("processed_at", T.TimestampType(), False),
+        ]
+    ),
+)
+
+ALL_TABLES = (BRONZE_IMAGES, SILVER_IMAGES, SILVER_REJECTS, GOLD_FEATURES, GOLD_PCA,
+              CLASSIFIER_MODELS, GOLD_PREDICTIONS, OPS_RUNS)

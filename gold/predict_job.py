@@ -1,0 +1,83 @@
+"""Predict job: keep ``gold.predictions`` up to date with the serving classifier.
+
+    spark-submit $(python -m common.spark --submit-args --env local) \\
+        gold/predict_job.py --lakehouse DIR
+
+(``make predict`` runs exactly this; ``make pipeline`` runs it last once a model has
+been trained.) One row per gold row: ``species``, ``probability``, ``top`` (the best
+``classifier.top`` species with their probabilities), ``unknown``, ``closest_label`` and
+``model_version``. Incremental like every layer: new gold rows are predicted, rows whose
+gold row left are removed, and when another version serves (a new ``make train``, or
+``--promote``) every row is predicted again. A run killed at any point leaves whole
+Delta commits only; the next run does what is left.
+"""
+
+from __future__ import annotations
+
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
+import logging
+import sys
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from common.config import Config, ConfigError
+from common.incremental import append_rows, changes, delete_stale, read_pinned
+from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.runlog import Run
+from common.spark import ensure_table, is_delta_table
+from common.tables import GOLD_FEATURES, GOLD_PREDICTIONS
+from gold.predict import load_serving, serving_state, with_answers
+
+log = logging.getLogger("predict")
+
+
+def has_model(config: Config) -> bool:
+    return bool(serving_state(config.lakehouse))
+
+
+def predict_new(spark: SparkSession, config: Config, run: Run) -> None:
+    classifier = load_serving(config.lakehouse)
+    gold_location = GOLD_FEATURES.location(config.lakehouse)
+    if not is_delta_table(spark, gold_location):
+        raise ConfigError(f"no gold.image_features under {config.lakehouse}: run gold first")
+    gold, _ = read_pinned(spark, gold_location)
+    location = ensure_table(spark, GOLD_PREDICTIONS, config.lakehouse)
+    table = DeltaTable.forPath(spark, location)
+    # Rows of another model version are predicted again (a new model serves).
+    outdated = spark.read.format("delta").load(location).where(
+        F.col("model_version") != classifier.version).count()
+    if outdated:
+        table.delete(F.col("model_version") != classifier.version)
+    todo = changes(spark, gold, [location])
+    run.rows_deleted = outdated + delete_stale(spark, todo)
+    run.rows_in = todo.pending
+    if todo.pending:
+        now = datetime.now(timezone.utc)
+        rows = (todo.rows.select("path", "label", "content_hash", "features")
+                .transform(with_answers(spark, classifier))
+                .withColumn("run_id", F.lit(run.run_id))
+                .withColumn("processed_at", F.lit(now).cast("timestamp"))
+                .select(*GOLD_PREDICTIONS.schema.fieldNames()))
+        fault_point("predict:before_commit")
+        append_rows(location, rows, run.run_id)
+    run.rows_out = run.rows_in
+    run.details.update(model_version=classifier.version, repredicted=outdated)
+    log.info("predictions of %s: %d rows predicted, %d removed", classifier.version,
+             run.rows_in, run.rows_deleted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("Predict the species of gold rows into gold.predictions.")
+    parsed = parse_or_exit(parser, argv, config_from_args)
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    return run_job("predict", config, predict_new, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""Train job: a species classifier on ``gold.image_features``, versioned and evaluated.
+
+    spark-submit $(python -m common.spark --submit-args --env local) \\
+        gold/train_job.py --lakehouse DIR [--eval-root PATH ...] [--promote VERSION|latest]
+
+(``make train`` runs exactly this.) Gold rows whose label the species map
+(``classifier.species_map``, default conf/species.csv) maps to a species are the data;
+a label it lacks is named in a warning and its rows are left out. Rows under an
+``--eval-root`` (a path prefix, repeatable) are held out for evaluation only; without
+one, 20% of the rows (by a hash of the path) are, with a warning that near-identical
+frames of one Fruits-360 video then sit on both sides. Of the rest, a share
+(``classifier.calibration_share``) calibrates the "unknown" thresholds and the others
+train a multinomial logistic regression with Spark ML, each source (the map's
+``dataset`` column) weighed equally and each species equally within it.
+
+Each run writes a new version ``vNNNN``: ``<lakehouse>/models/classifier/vNNNN/``
+(params.npz, classifier.json), a row in ``gold.classifier_models``, and a report in
+``<lakehouse>/reports/classifier/vNNNN/`` (metrics.json, confusion.png, accuracy.png).
+The newest version serves unless ``--promote VERSION`` pinned one (``--promote latest``
+unpins). No feature row is collected to the driver: only counts, quantiles and the
+per-label mean vectors are.
+"""
+
+from __future__ import annotations
+
+import common  # noqa: F401 - first, before pyspark: see common/__init__.py
+
+import functools
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from functools import reduce
+from pathlib import Path
+
+import numpy as np
+from delta.tables import DeltaTable
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.stat import Summarizer
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from common.config import Config, ConfigError, is_remote, local_path
+from common.incremental import read_pinned
+from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.runlog import Run
+from common.spark import ensure_table, is_delta_table, local_frame
+from common.tables import CLASSIFIER_MODELS, GOLD_FEATURES
+from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
+from gold.predict import (
+    models_root,
+    report_root,
+    serving_state,
+    versions,
+    with_answers,
+    with_scores,
+    write_serving,
+)
+
+log = logging.getLogger("train")
+
+HOLDOUT_SHARE = 0.2  # without --eval-root
+DEFAULT_SOURCE = "default"
+
+
+def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str]) -> None:
+    if is_remote(config.lakehouse):
+        raise ConfigError("make train writes its model versions to a local lakehouse; "
+                          f"{config.lakehouse} is an object store")
+    try:
+        species_map = load_species_map(config.species_map_path)
+    except SpeciesMapError as exc:
+        raise ConfigError(str(exc)) from exc
+    gold_location = GOLD_FEATURES.location(config.lakehouse)
+    if not is_delta_table(spark, gold_location):
+        raise ConfigError(f"no gold.image_features under {config.lakehouse}: run the "
+                          "pipeline (make pipeline SOURCE=...) first")
+    gold, gold_version = read_pinned(spark, gold_location)
+    feature_model = _single_value(gold, "model")
+    mapping = local_frame(spark, [(label, e.species, e.source or DEFAULT_SOURCE)
+                                  for label, e in species_map.items()],
+                          T.StructType([T.StructField("label", T.StringType()),
+                                        T.StructField("species", T.StringType()),
+                                        T.StructField("source", T.StringType())]))
+    rows = gold.select("path", "label", "features").join(F.broadcast(mapping), "label", "left")
+    unmapped = rows.where(F.col("species").isNull()).groupBy("label").count().collect()
+    if unmapped:
+        names = ", ".join(f"{r['label']!r} ({r['count']} rows)" for r in
+                          sorted(unmapped, key=lambda r: r["label"])[:20])
+        log.warning("%d label(s) are not in the species map %s and are left out of "
+                    "training: %s%s. Add them to the map to use them.", len(unmapped),
+                    config.species_map_path, names, " ..." if len(unmapped) > 20 else "")
+    mapped = rows.where(F.col("species").isNotNull())
+    bucket = F.abs(F.xxhash64("path")) % 1000
+    if eval_roots:
+        held_out = reduce(lambda a, b: a | b, [F.col("path").startswith(r) for r in eval_roots])
+        eval_source = reduce(lambda acc, r: acc.when(F.col("path").startswith(r), F.lit(r)),
+                             eval_roots[1:], F.when(F.col("path").startswith(eval_roots[0]),
+                                                    F.lit(eval_roots[0])))
+    else:
+        log.warning("no --eval-root: %d%% of the rows, chosen by a hash of the path, are held "
+                    "out for evaluation. Near-identical frames of one Fruits-360 video fall on "
+                    "both sides of such a split, so its figures are optimistic; hold out a "
+                    "folder of other photos with --eval-root PATH.", 100 * HOLDOUT_SHARE)
+        held_out = bucket < int(1000 * HOLDOUT_SHARE)
+        eval_source = F.col("source")
+    evaluation = mapped.where(held_out).withColumn("source", eval_source)
+    training = mapped.where(~held_out)
+    calibrating = bucket >= 1000 - int(1000 * config.classifier.calibration_share)
+    fit_rows = training.where(~calibrating).withColumn("vector", array_to_vector("features"))
+
+    counts = fit_rows.groupBy("source", "species").count().collect()
+    total = sum(r["count"] for r in counts)
+    if total < config.classifier.min_rows or len({r["species"] for r in counts}) < 2:
+        raise ConfigError(
+            f"{total} training rows of {len({r['species'] for r in counts})} species: "
+            f"training needs at least {config.classifier.min_rows} rows "
+            "(classifier.min_rows) of two species or more. Run the pipeline on labelled "
+            "photos whose labels are in the species map.")
+    species = sorted({r["species"] for r in counts})
+    index = {s: i for i, s in enumerate(species)}
+    weights = _weights(counts, balance=config.classifier.source_balance)
+    weight_of = F.create_map(*[F.lit(x) for (src, sp), w in weights.items()
+                               for x in (f"{src}\u0000{sp}", w)])
+    index_of = F.create_map(*[F.lit(x) for s, i in index.items() for x in (s, float(i))])
+    fit_rows = fit_rows.select(
+        "label", "vector", "source",
+        index_of[F.col("species")].alias("target"),
+        weight_of[F.concat_ws("\u0000", "source", "species")].alias("weight"),
+    ).cache()
+
+    c = config.classifier
+    hyper = {"model": "multinomial logistic regression (Spark ML)", "reg_param": c.reg_param,
+             "elastic_net": c.elastic_net, "max_iter": c.max_iter,
+             "source_balance": c.source_balance, "calibration_share": c.calibration_share,
+             "unknown_false_rate": c.unknown_false_rate}
+    log.info("training on %d rows, %d species, %d sources (%s)", total, len(species),
+             len({r["source"] for r in counts}), json.dumps(hyper))
+    lr = LogisticRegression(featuresCol="vector", labelCol="target", weightCol="weight",
+                            family="multinomial", regParam=c.reg_param,
+                            elasticNetParam=c.elastic_net, maxIter=c.max_iter)
+    fitted = lr.fit(fit_rows)
+    log.info("fitted in %d iterations", fitted.summary.totalIterations)
+    centroid_rows = (fit_rows.groupBy("label").agg(Summarizer.mean(F.col("vector")).alias("mean"))
+                     .collect())  # one 1280-vector per label
+    labels = sorted(r["label"] for r in centroid_rows)
+    by_label = {r["label"]: r["mean"].toArray() for r in centroid_rows}
+    label_species = {label: species_map[label].species for label in labels}
+    fit_rows.unpersist()
+
+    number = int(versions(config.lakehouse)[-1][1:]) + 1 if versions(config.lakehouse) else 1
+    version = f"v{number:04d}"
+    engine = _gold_engine(spark, config)
+    draft = Classifier(
+        version=version, species=tuple(species),
+        coefficients=fitted.coefficientMatrix.toArray().astype(np.float64),
+        intercepts=fitted.interceptVector.toArray().astype(np.float64),
+        labels=tuple(labels),
+        label_species=np.array([index[label_species[lab]] for lab in labels], dtype=np.int32),
+        centroids=unit_rows(np.stack([by_label[lab] for lab in labels])),
+        min_probability=0.0, min_similarity=-1.0, feature_model=feature_model,
+        engine=engine, top=c.top,
+    )
+    classifier = _calibrated(spark, draft, training.where(calibrating), c.unknown_false_rate)
+    metrics = evaluate(spark, classifier, evaluation)
+    metrics["calibration"] = {"min_probability": classifier.min_probability,
+                              "min_similarity": classifier.min_similarity}
+    rows_per_source: dict[str, int] = {}
+    for r in counts:
+        rows_per_source[r["source"]] = rows_per_source.get(r["source"], 0) + r["count"]
+
+    folder = local_path(models_root(config.lakehouse)) / version
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch, version)
+        classifier.save(work)
+        shutil.copytree(work, folder)  # classifier.json, the completion mark, copied too
+    fault_point("train:after_model_save")
+    report = write_report(config, version, metrics, hyper, rows_per_source)
+    pinned = serving_state(config.lakehouse).get("pinned", False)
+    serving = serving_state(config.lakehouse)["version"] if pinned else version
+    _record(spark, config, run, classifier, gold_version, rows_per_source, hyper, metrics)
+    _set_serving(spark, config, serving, pinned=pinned)
+    run.rows_in = total
+    run.rows_out = 1
+    run.details.update(version=version, serving=serving, report=report,
+                       **{f"top1[{k}]": v["top1"] for k, v in metrics["sources"].items()})
+    for name, m in metrics["sources"].items():
+        log.info("%s on %s: top-1 %.1f%%, top-3 %.1f%%, flagged unknown %.1f%% (%d photos)",
+                 version, name, 100 * m["top1"], 100 * m["top3"], 100 * m["unknown"], m["rows"])
+    log.info("model %s in %s; report in %s; serving: %s", version, folder, report, serving)
+
+
+def _single_value(frame: DataFrame, column: str) -> str:
+    values = [r[0] for r in frame.select(column).distinct().limit(2).collect()]
+    if len(values) != 1:
+        raise ConfigError(f"gold.image_features holds {len(values)} feature models; "
+                          "rebuild gold with one (make gold JOB_ARGS=--rebuild)")
+    return values[0]
+
+
+def _gold_engine(spark: SparkSession, config: Config) -> str:
+    """The engine of gold's last successful run (ops.runs), else the profile's."""
+    from common.tables import OPS_RUNS
+
+    location = OPS_RUNS.location(config.lakehouse)
+    if is_delta_table(spark, location):
+        last = (spark.read.format("delta").load(location)
+                .where((F.col("job") == "gold") & (F.col("status") == "succeeded"))
+                .orderBy(F.col("started_at").desc()).select("details").limit(1).collect())
+        if last:
+            engine = json.loads(last[0]["details"] or "{}").get("engine")
+            if engine:
+                return engine
+    return config.gold.engine
+
+
+def _weights(counts: list, *, balance: bool) -> dict[tuple[str, str], float]:
+    """Weight per (source, species): with ``balance`` every source carries the same total
+    weight and, within it, every species; the weights average 1 over the rows."""
+    total = sum(r["count"] for r in counts)
+    if not balance:
+        return {(r["source"], r["species"]): 1.0 for r in counts}
+    sources = {r["source"] for r in counts}
+    per_source = {s: sum(1 for r in counts if r["source"] == s) for s in sources}
+    return {(r["source"], r["species"]):
+            total / (len(sources) * per_source[r["source"]] * r["count"]) for r in counts}
+
+
+def _calibrated(spark: SparkSession, draft: Classifier, rows: DataFrame, rate: float
+                ) -> Classifier:
+    """Thresholds that flag about ``rate`` of the held-out known photos of each source as
+    unknown (half of it by each score); the lowest over the sources, so no source is
+    flagged more."""
+    scored = rows.transform(with_scores(spark, draft)).cache()
+    sources = [r[0] for r in scored.select("source").distinct().collect()]
+    if not sources:
+        raise ConfigError("no calibration rows: raise classifier.calibration_share or add photos")
+    probability = min(scored.where(F.col("source") == s).approxQuantile(
+        "probability", [rate / 2], 0.001)[0] for s in sources)
+    similarity = min(scored.where(F.col("source") == s).approxQuantile(
+        "similarity", [rate / 2], 0.001)[0] for s in sources)
+    scored.unpersist()
+    from dataclasses import replace
+
+    return replace(draft, min_probability=float(probability), min_similarity=float(similarity))
+
+
+def evaluate(spark: SparkSession, classifier: Classifier, rows: DataFrame) -> dict:
+    """Per evaluation source: rows, top-1, top-3, share flagged unknown; per species
+    precision and recall; the confusion counts of the most confused species."""
+    answered = rows.select("path", "source", F.col("species").alias("truth"), "features") \
+        .transform(with_answers(spark, classifier))
+    in_top = F.exists("top", lambda t: t["species"] == F.col("truth"))
+    grouped = answered.groupBy("source", "truth", "species").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(in_top.cast("int")).alias("in_top"),
+        F.sum(F.col("unknown").cast("int")).alias("unknown"),
+    ).collect()
+    sources: dict[str, dict] = {}
+    per_species: dict[str, dict[str, int]] = {}
+    confusion: dict[tuple[str, str], int] = {}
+    for r in grouped:
+        s = sources.setdefault(r["source"], {"rows": 0, "top1": 0, "top3": 0, "unknown": 0})
+        s["rows"] += r["n"]
+        s["top1"] += r["n"] if r["truth"] == r["species"] else 0
+        s["top3"] += r["in_top"]
+        s["unknown"] += r["unknown"]
+        for name, key in ((r["truth"], "support"), (r["species"], "predicted")):
+            per_species.setdefault(name, {"support": 0, "predicted": 0, "correct": 0})[key] += r["n"]
+        if r["truth"] == r["species"]:
+            per_species[r["truth"]]["correct"] += r["n"]
+        confusion[(r["truth"], r["species"])] = confusion.get((r["truth"], r["species"]), 0) + r["n"]
+    for s in sources.values():
+        for key in ("top1", "top3", "unknown"):
+            s[key] = round(s[key] / s["rows"], 4) if s["rows"] else None
+    species_metrics = {
+        name: {"support": v["support"],
+               "precision": round(v["correct"] / v["predicted"], 4) if v["predicted"] else None,
+               "recall": round(v["correct"] / v["support"], 4) if v["support"] else None}
+        for name, v in sorted(per_species.items())}
+    return {"sources": dict(sorted(sources.items())), "species": species_metrics,
+            "confusion": [[t, p, n] for (t, p), n in sorted(confusion.items())]}
+
+
+def write_report(config: Config, version: str, metrics: dict, hyper: dict,
+                 rows_per_source: dict) -> str:
+    """metrics.json, accuracy.png (per source) and confusion.png (the 20 species most
+    often confused, row-normalised) in the version's report folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = local_path(report_root(config.lakehouse, version))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(
+        {"version": version, "hyper_parameters": hyper, "rows_per_source": rows_per_source,
+         **metrics}, indent=2), encoding="utf-8")
+    sources = metrics["sources"]
+    if sources:
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(sources) * 3))
+        names = list(sources)
+        y = np.arange(len(names))
+        for offset, key in ((-0.25, "top1"), (0.0, "top3"), (0.25, "unknown")):
+            ax.barh(y + offset, [100 * (sources[n][key] or 0) for n in names], height=0.25,
+                    label=key)
+        ax.set_yticks(y, [Path(n).name or n for n in names])
+        ax.set_xlabel("% of the source's photos")
+        ax.set_xlim(0, 100)
+        ax.legend(loc="lower right")
+        ax.set_title(f"classifier {version}: top-1, top-3, flagged unknown")
+        fig.tight_layout()
+        fig.savefig(out / "accuracy.png", dpi=110)
+        plt.close(fig)
+    wrong: dict[str, int] = {}
+    for truth, predicted, n in metrics["confusion"]:
+        if truth != predicted:
+            wrong[truth] = wrong.get(truth, 0) + n
+            wrong[predicted] = wrong.get(predicted, 0) + n
+    support: dict[str, int] = {}
+    for truth, _, n in metrics["confusion"]:
+        support[truth] = support.get(truth, 0) + n
+    # the most confused species first, then (when fewer than 20 are) the most frequent
+    top = sorted(set(wrong) | set(support),
+                 key=lambda s: (-wrong.get(s, 0), -support.get(s, 0), s))[:20]
+    if top:
+        grid = np.zeros((len(top), len(top)))
+        for truth, predicted, n in metrics["confusion"]:
+            if truth in top and predicted in top:
+                grid[top.index(truth), top.index(predicted)] += n
+        grid = grid / np.maximum(grid.sum(axis=1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(9, 8))
+        image = ax.imshow(grid, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(top)), top, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(top)), top, fontsize=7)
+        ax.set_xlabel("predicted species")
+        ax.set_ylabel("true species")
+        ax.set_title(f"classifier {version}: the {len(top)} most confused species "
+                     "(share of each true species)")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        fig.savefig(out / "confusion.png", dpi=110)
+        plt.close(fig)
+    return str(out)
+
+
+def _record(spark: SparkSession, config: Config, run: Run, classifier: Classifier,
+            gold_version: int, rows_per_source: dict, hyper: dict, metrics: dict) -> None:
+    location = ensure_table(spark, CLASSIFIER_MODELS, config.lakehouse)
+    row = (classifier.version, datetime.now(timezone.utc), gold_version,
+           classifier.feature_model, rows_per_source, list(classifier.species),
+           json.dumps(hyper, sort_keys=True),
+           json.dumps({"sources": metrics["sources"], "calibration": metrics["calibration"]},
+                      sort_keys=True),
+           classifier.min_probability, False, run.run_id)
+    local_frame(spark, [row], CLASSIFIER_MODELS.schema).write.format("delta").mode(
+        "append").save(location)
+
+
+def _set_serving(spark: SparkSession, config: Config, version: str, *, pinned: bool) -> None:
+    """serving.json first (what classify and the service read), then the table's flag."""
+    write_serving(config.lakehouse, version, pinned=pinned)
+    location = CLASSIFIER_MODELS.location(config.lakehouse)
+    if is_delta_table(spark, location):
+        DeltaTable.forPath(spark, location).update(
+            set={"serving": F.col("version") == F.lit(version)})
+
+
+def promote(spark: SparkSession, config: Config, run: Run, *, version: str) -> None:
+    known = versions(config.lakehouse)
+    if not known:
+        raise ConfigError(f"no trained classifier in {config.lakehouse}: run make train first")
+    if version == "latest":
+        _set_serving(spark, config, known[-1], pinned=False)
+        run.details.update(serving=known[-1], pinned=False)
+    elif version in known:
+        _set_serving(spark, config, version, pinned=True)
+        run.details.update(serving=version, pinned=True)
+    else:
+        raise ConfigError(f"no classifier version {version!r}; known: {', '.join(known)}")
+    log.info("serving classifier: %s", run.details["serving"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("Train a species classifier on gold.image_features (Spark ML).")
+    parser.add_argument("--eval-root", action="append", default=[], metavar="PATH",
+                        help="hold out gold rows under PATH for evaluation (repeatable)")
+    parser.add_argument("--promote", metavar="VERSION",
+                        help="serve VERSION (vNNNN) instead of the newest; 'latest' unpins")
+    parser.add_argument("--species-map", help="label,species CSV (default conf/species.csv)")
+
+    def build(args):  # noqa: ANN001, ANN202
+        if args.species_map:
+            args.overrides.append(f"classifier.species_map={args.species_map}")
+        args.eval_root = [_absolute(r) for r in args.eval_root]
+        return config_from_args(args)
+
+    parsed = parse_or_exit(parser, argv, build)
+    if isinstance(parsed, int):
+        return parsed
+    args, config = parsed
+    if args.promote:
+        body = functools.partial(promote, version=args.promote)
+    else:
+        body = functools.partial(train, eval_roots=args.eval_root)
+    return run_job("train", config, body, log_level=args.log_level)
+
+
+def _absolute(root: str) -> str:
+    """A local eval root as the absolute path prefix gold's rows carry (``file:`` URIs
+    as bronze writes them)."""
+    if is_remote(root) or root.startswith("file:"):
+        return root
+    return "file:" + str(Path(root).resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

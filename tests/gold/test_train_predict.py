@@ -1,0 +1,142 @@
+"""make train and make predict on gold rows of known structure: versions, serving,
+evaluation, and gold.predictions kept exactly in step with gold."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from common.spark import ensure_table
+from common.tables import GOLD_FEATURES
+from gold.predict import serving_state
+from gold.predict_job import main as predict_main
+from gold.train_job import main as train_main
+from tests.gold.helpers import last_run
+
+OPTS = ["--set", "spark.shuffle_partitions=2", "--set", "classifier.min_rows=10"]
+# label -> species; "Mystery" is in no map
+SPECIES = {"Red 1": "Apple", "Red 2": "Apple", "Yellow": "Banana", "Green": "Kiwi"}
+CENTRES = {"Red 1": 0, "Red 2": 1, "Yellow": 2, "Green": 3, "Mystery": 4}
+
+
+def species_map(tmp_path: Path) -> Path:
+    path = tmp_path / "species.csv"
+    path.write_text("label,species,dataset\n" + "".join(
+        f"{label},{species},{'studio' if label != 'Green' else 'phone'}\n"
+        for label, species in SPECIES.items()))
+    return path
+
+
+def gold_rows(spark, lakehouse: Path, labels: list[str], start: int, folder: str = "photos"
+              ) -> dict[str, str]:
+    """Gold rows near one of five well-apart centres each; returns path -> label."""
+    rng = np.random.default_rng(start)
+    centres = np.random.default_rng(99).random((5, 1280)) * 2
+    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
+    now = datetime.now(timezone.utc)
+    rows, paths = [], {}
+    for i, label in enumerate(labels):
+        path = f"file:/{folder}/{label}/img{start + i}.jpg"
+        vector = centres[CENTRES[label]] + rng.normal(scale=0.3, size=1280)
+        rows.append((path, label, f"h{start + i}", [float(v) for v in np.maximum(vector, 0)],
+                     "mobilenet@sha256:test", "gold-run", now))
+        paths[path] = label
+    spark.createDataFrame(rows, GOLD_FEATURES.schema).write.format("delta").mode(
+        "append").save(location)
+    return paths
+
+
+def predictions(spark, lakehouse: Path) -> dict:
+    frame = spark.read.format("delta").load(str(lakehouse / "gold" / "predictions"))
+    return {r.path: r for r in frame.collect()}
+
+
+def test_train_version_serve_predict_incrementally_and_promote(
+    spark, lakehouse: Path, tmp_path: Path
+) -> None:
+    base = ["--lakehouse", str(lakehouse), *OPTS]
+    train = [*base, "--species-map", str(species_map(tmp_path)),
+             "--eval-root", "file:/eval/"]
+    assert predict_main(base) == 2  # no model yet: says how to train, touches nothing
+    assert not (lakehouse / "gold" / "predictions").exists()
+
+    labels = [label for label in CENTRES for _ in range(12)]
+    paths = gold_rows(spark, lakehouse, labels, 0)
+    held_out = gold_rows(spark, lakehouse, [lab for lab in SPECIES for _ in range(3)], 100,
+                         folder="eval")
+    assert train_main(train) == 0
+    assert serving_state(str(lakehouse)) == {"version": "v0001", "pinned": False}
+    models = spark.read.format("delta").load(str(lakehouse / "gold" / "classifier_models"))
+    (first,) = models.collect()
+    assert (first.version, first.serving, first.species) == ("v0001", True,
+                                                              ["Apple", "Banana", "Kiwi"])
+    # 48 mapped rows; 10% (by path hash) calibrate, the others train; Mystery left out
+    assert sum(first.rows_per_source.values()) == last_run(spark, lakehouse, "train")["rows_in"]
+    assert set(first.rows_per_source) == {"studio", "phone"}
+    metrics = json.loads(first.metrics)["sources"]
+    assert metrics == {"file:/eval/": {"rows": 12, "top1": 1.0, "top3": 1.0,
+                                       "unknown": metrics["file:/eval/"]["unknown"]}}
+    report = lakehouse / "reports" / "classifier" / "v0001"
+    assert {p.name for p in report.iterdir()} >= {"metrics.json", "accuracy.png",
+                                                  "confusion.png"}
+
+    assert predict_main(base) == 0
+    rows = predictions(spark, lakehouse)
+    everything = {**paths, **held_out}
+    assert set(rows) == set(everything)
+    for path, label in everything.items():
+        if label in SPECIES:
+            assert rows[path].species == SPECIES[label], path
+            assert rows[path].closest_label in {k for k, v in SPECIES.items()
+                                                if v == SPECIES[label]}
+        assert rows[path].model_version == "v0001"
+        assert [t.species for t in rows[path].top][0] == rows[path].species
+        assert len(rows[path].top) == 3
+        assert rows[path].probability == rows[path].top[0].probability
+    first_run = last_run(spark, lakehouse, "predict")["run_id"]
+
+    # new gold rows: only they are predicted; a gold row that left takes its row along
+    new = gold_rows(spark, lakehouse, ["Yellow", "Green"], 200)
+    gone = next(iter(paths))
+    spark.sql(f"DELETE FROM delta.`{lakehouse / 'gold' / 'image_features'}` "
+              f"WHERE path = '{gone}'")
+    assert predict_main(base) == 0
+    run = last_run(spark, lakehouse, "predict")
+    assert (run["rows_in"], run["rows_deleted"]) == (2, 1)
+    rows = predictions(spark, lakehouse)
+    assert set(rows) == (set(everything) | set(new)) - {gone}
+    assert {rows[p].species for p in new} == {"Banana", "Kiwi"}
+    assert {r.run_id for p, r in rows.items() if p not in new} == {first_run}
+
+    # a second version serves at once; promoting the first pins it; each re-predicts all
+    assert train_main(train) == 0
+    assert predict_main(base) == 0
+    assert {r.model_version for r in predictions(spark, lakehouse).values()} == {"v0002"}
+    assert train_main([*base, "--promote", "v0001"]) == 0
+    assert serving_state(str(lakehouse)) == {"version": "v0001", "pinned": True}
+    assert predict_main(base) == 0
+    assert {r.model_version for r in predictions(spark, lakehouse).values()} == {"v0001"}
+    assert last_run(spark, lakehouse, "predict")["rows_in"] == len(rows)
+    flags = {r.version: r.serving for r in spark.read.format("delta").load(
+        str(lakehouse / "gold" / "classifier_models")).collect()}
+    assert flags == {"v0001": True, "v0002": False}
+    assert train_main([*base, "--promote", "v0009"]) == 2
+    assert train_main([*base, "--promote", "latest"]) == 0
+    assert serving_state(str(lakehouse)) == {"version": "v0002", "pinned": False}
+
+
+def test_training_needs_mapped_rows_and_a_readable_map(spark, lakehouse: Path,
+                                                       tmp_path: Path) -> None:
+    base = ["--lakehouse", str(lakehouse), *OPTS]
+    assert train_main(base) == 2  # no gold yet
+    gold_rows(spark, lakehouse, ["Mystery"] * 30, 0)
+    assert train_main([*base, "--species-map", str(species_map(tmp_path))]) == 2
+    assert train_main([*base, "--species-map", str(tmp_path / "nope.csv")]) == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label;species\n")
+    assert train_main([*base, "--species-map", str(bad)]) == 2
+    assert not (lakehouse / "models" / "classifier").exists()
+    assert not (lakehouse / "gold" / "classifier_models").exists()
