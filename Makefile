@@ -29,12 +29,14 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca train predict classify sql sql-shell \
-        demo test test-quick test-long cluster-test s3-test bench history emr-package clean \
-        jvm-archive
+        serve serve-bench demo test test-quick test-long cluster-test s3-test bench history \
+        emr-package clean jvm-archive browser
 
 # Values that reach programs through the environment, never pasted into a shell line:
 # $(value ...) keeps them as typed ($ included).
 export FRUITS_PHOTOS := $(value PHOTOS)
+export FRUITS_HOST := $(value HOST)
+export FRUITS_PORT := $(value PORT)
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -84,6 +86,12 @@ predict: setup ## the serving classifier's answers for every gold row into gold.
 classify: setup ## classify photos without Spark: make classify PHOTOS="a.jpg dir/" (JSON lines)
 	@$(PY) -m gold.classify --from-env FRUITS_PHOTOS --env $(ENV) --lakehouse "$(LAKEHOUSE)"
 
+serve: setup ## the HTTP service and its page on 127.0.0.1:8000 (HOST=, PORT= to change)
+	@$(PY) -m gold.service --env $(ENV) --lakehouse "$(LAKEHOUSE)"
+
+serve-bench: setup ## load test of the service (4 clients, bounded): docs/performance.md
+	$(PY) -m tests.benchmarks.serve_bench --env $(ENV) --lakehouse "$(LAKEHOUSE)"
+
 sql: setup ## run one query in a new process: make sql Q="SELECT ..."
 	@test -n "$(Q)" || { echo 'error: give Q="SELECT ..."'; exit 2; }
 	@$(SUBMIT) common/sql.py $(COMMON) -- "$(Q)"
@@ -101,7 +109,14 @@ jvm-archive: $(STAMP) $(JARS) ## rebuild the JVM class archive that speeds up ev
 demo: setup ## (re)generate the demo image set in DEMO_DIR
 	$(PY) -m common.demo --out $(DEMO_DIR)
 
-test: setup ## the test suite (all but the long-marked tests)
+browser: ## Debian's Chromium and ChromeDriver for the page's test (apt-get, as root; once)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver (apt-get) for the page's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "warning: no chromium/chromedriver and not root: install them to run the page's browser test"; fi; }
+
+test: setup browser ## the test suite (all but the long-marked tests)
 	$(PY) -m pytest -m "not long" $(PYTEST_ARGS)
 
 test-quick: setup ## the fast tests only (seconds to a few minutes)

@@ -94,6 +94,14 @@ class ClassifierSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    host: str
+    port: int
+    max_upload_bytes: int
+    reload_seconds: float
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole profile. ``lakehouse`` is the one root every other path derives from."""
 
@@ -106,6 +114,7 @@ class Config:
     gold: GoldSettings
     pca: PcaSettings
     classifier: ClassifierSettings
+    serve: ServeSettings
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -391,6 +400,10 @@ def _validate(config: Config, file: str) -> Config:
                           "classifier.calibration_share must be in (0, 0.5)")
     if c.top < 3:
         raise ConfigError(f"{file}: classifier.top must be 3 or more, got {c.top}")
+    if config.serve.max_upload_bytes <= 0 or not 0 < config.serve.port < 65536 or (
+            config.serve.reload_seconds <= 0):
+        raise ConfigError(f"{file}: serve.max_upload_bytes and serve.reload_seconds must be "
+                          "greater than 0 and serve.port a TCP port (1-65535)")
     if c.min_rows < 2:
         raise ConfigError(f"{file}: classifier.min_rows must be 2 or more")
     if c.species_map and not Path(c.species_map).is_file():

@@ -7,9 +7,11 @@ ML, gold/train_job.py) produces its parameters; :func:`Classifier.save` and
 :func:`Classifier.load` keep them as ``params.npz`` + ``classifier.json`` in the model
 version's folder.
 
-The model: multinomial logistic regression on the raw features (Spark ML standardises
-internally and returns coefficients on the raw scale), so ``probabilities`` is a softmax of
-``features @ W.T + b``. "Unknown" combines two scores measured on frozen features: the top
+The model: multinomial logistic regression on the features after :func:`prepare` (the
+square root of each feature, then the row scaled to unit length: the "power
+normalisation" usual for pooled CNN features, which evens out the few large activations
+a cluttered store photo has), so ``probabilities`` is a softmax of
+``prepare(features) @ W.T + b``. "Unknown" combines two scores measured on frozen features: the top
 probability (low when the model hesitates between species) and the cosine similarity to
 the nearest training label's mean feature vector (low for things unlike any training
 photo, however confident the softmax is). Each has a threshold calibrated on held-out
@@ -73,6 +75,13 @@ def load_species_map(path: Path) -> dict[str, SpeciesEntry]:
     return parse_species_map(text, str(path))
 
 
+def prepare(features: np.ndarray) -> np.ndarray:
+    """float (n, 1280) -> float64 (n, 1280): ``sqrt`` of each feature, rows scaled to unit
+    length (all-zero rows stay zero). gold/train_job.py computes the same in Spark SQL."""
+    roots = np.sqrt(np.maximum(np.asarray(features, dtype=np.float64), 0.0))
+    return unit_rows(roots)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     np.exp(shifted, out=shifted)
@@ -104,7 +113,7 @@ class Classifier:
     intercepts: np.ndarray  # (species,)
     labels: tuple[str, ...]  # the training labels
     label_species: np.ndarray  # (labels,) index into species
-    centroids: np.ndarray  # (labels, 1280) unit mean feature vector of each label
+    centroids: np.ndarray  # (labels, 1280) unit mean prepared vector of each label
     min_probability: float  # unknown below this top probability ...
     min_similarity: float  # ... or below this similarity to the nearest label
     feature_model: str  # gold's model identity the features must come from
@@ -113,9 +122,9 @@ class Classifier:
 
     def scores(self, features: np.ndarray) -> Scores:
         """float32/64 (n, 1280) -> :class:`Scores`."""
-        x = np.asarray(features, dtype=np.float64)
+        x = prepare(features)
         probabilities = softmax(x @ self.coefficients.T + self.intercepts)
-        similarities = unit_rows(x) @ self.centroids.T  # (n, labels)
+        similarities = x @ self.centroids.T  # (n, labels), both of unit length
         best = probabilities.argmax(axis=1)
         same_species = self.label_species[None, :] == best[:, None]
         nearest = np.where(same_species, similarities, -np.inf).argmax(axis=1)

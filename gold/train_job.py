@@ -111,7 +111,7 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     evaluation = mapped.where(held_out).withColumn("source", eval_source)
     training = mapped.where(~held_out)
     calibrating = bucket >= 1000 - int(1000 * config.classifier.calibration_share)
-    fit_rows = training.where(~calibrating).withColumn("vector", array_to_vector("features"))
+    fit_rows = training.where(~calibrating).withColumn("vector", array_to_vector(prepared()))
 
     counts = fit_rows.groupBy("source", "species").count().collect()
     total = sum(r["count"] for r in counts)
@@ -134,7 +134,8 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     ).cache()
 
     c = config.classifier
-    hyper = {"model": "multinomial logistic regression (Spark ML)", "reg_param": c.reg_param,
+    hyper = {"model": "multinomial logistic regression (Spark ML)",
+             "features": "sqrt, then L2-normalised", "reg_param": c.reg_param,
              "elastic_net": c.elastic_net, "max_iter": c.max_iter,
              "source_balance": c.source_balance, "calibration_share": c.calibration_share,
              "unknown_false_rate": c.unknown_false_rate}
@@ -142,7 +143,9 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
              len({r["source"] for r in counts}), json.dumps(hyper))
     lr = LogisticRegression(featuresCol="vector", labelCol="target", weightCol="weight",
                             family="multinomial", regParam=c.reg_param,
-                            elasticNetParam=c.elastic_net, maxIter=c.max_iter)
+                            elasticNetParam=c.elastic_net, maxIter=c.max_iter,
+                            # the prepared rows have unit length: no per-feature scaling
+                            standardization=False)
     fitted = lr.fit(fit_rows)
     log.info("fitted in %d iterations", fitted.summary.totalIterations)
     centroid_rows = (fit_rows.groupBy("label").agg(Summarizer.mean(F.col("vector")).alias("mean"))
@@ -192,6 +195,14 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
         log.info("%s on %s: top-1 %.1f%%, top-3 %.1f%%, flagged unknown %.1f%% (%d photos)",
                  version, name, 100 * m["top1"], 100 * m["top3"], 100 * m["unknown"], m["rows"])
     log.info("model %s in %s; report in %s; serving: %s", version, folder, report, serving)
+
+
+def prepared(column: str = "features") -> F.Column:
+    """:func:`gold.classifier.prepare` in Spark SQL: the square root of each feature, the
+    row scaled to unit length (the sum of the roots' squares is the sum of the features)."""
+    roots = F.transform(column, lambda x: F.sqrt(F.greatest(x.cast("double"), F.lit(0.0))))
+    norm = F.sqrt(F.aggregate(roots, F.lit(0.0), lambda acc, x: acc + x * x))
+    return F.transform(roots, lambda x: F.when(norm > 0, x / norm).otherwise(F.lit(0.0)))
 
 
 def _single_value(frame: DataFrame, column: str) -> str:

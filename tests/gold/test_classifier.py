@@ -7,13 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gold.classifier import Classifier, SpeciesMapError, parse_species_map, unit_rows
+from gold.classifier import (
+    Classifier,
+    SpeciesMapError,
+    parse_species_map,
+    prepare,
+    unit_rows,
+)
 
 
-def three_species(min_probability: float = 0.5, min_similarity: float = 0.5) -> Classifier:
+def three_species(min_probability: float = 0.5, min_similarity: float = 0.5,
+                  scale: float = 4.0) -> Classifier:
     """Species A, B, C driven by features 0, 1, 2; labels A1, A2 (A), B1 (B), C1 (C)."""
     coefficients = np.zeros((3, 1280))
-    coefficients[0, 0] = coefficients[1, 1] = coefficients[2, 2] = 4.0
+    coefficients[0, 0] = coefficients[1, 1] = coefficients[2, 2] = scale
     centroids = np.zeros((4, 1280))
     centroids[0, 0] = 1.0  # A1: feature 0 alone
     centroids[1, [0, 3]] = 1.0  # A2: features 0 and 3
@@ -33,29 +40,36 @@ def features(*values: tuple[int, float]) -> np.ndarray:
     return row
 
 
+def test_prepare_takes_roots_and_scales_rows_to_unit_length() -> None:
+    rows = prepare(np.stack([features((0, 9.0), (5, 16.0)), features()]))
+    assert rows[0, 0] == pytest.approx(0.6) and rows[0, 5] == pytest.approx(0.8)
+    assert np.count_nonzero(rows[0]) == 2 and not rows[1].any()
+
+
 def test_answers_name_the_species_its_probability_the_top_and_the_closest_label() -> None:
     model = three_species()
-    a, b = model.answers(np.stack([features((0, 2.0), (3, 2.0)), features((1, 3.0))]))
-    e8 = np.exp(8.0)
+    # (1, 0, 0, 1) -> prepared (r, 0, 0, r), r = 1/sqrt(2): logits (4r, 0, 0)
+    a, b = model.answers(np.stack([features((0, 1.0), (3, 1.0)), features((1, 4.0))]))
+    ea = np.exp(4 / np.sqrt(2))
     assert a["species"] == "A" and a["label"] == "A2"  # A2's centroid has feature 3 too
-    assert a["probability"] == pytest.approx(e8 / (e8 + 2), abs=1e-6)
+    assert a["probability"] == pytest.approx(ea / (ea + 2), abs=1e-6)
     assert [s for s, _ in a["top"]] == ["A", "B", "C"]
-    assert a["top"][1][1] == pytest.approx(1 / (e8 + 2), abs=1e-6)
+    assert a["top"][1][1] == pytest.approx(1 / (ea + 2), abs=1e-6)
     assert a["unknown"] is False and a["model_version"] == "v0007"
+    e4 = np.exp(4.0)  # (0, 4, 0) -> prepared (0, 1, 0): logits (0, 4, 0)
     assert b["species"] == "B" and b["label"] == "B1" and b["unknown"] is False
-    e12 = np.exp(12.0)
-    assert b["probability"] == pytest.approx(e12 / (e12 + 2), abs=1e-6)
+    assert b["probability"] == pytest.approx(e4 / (e4 + 2), abs=1e-6)
 
 
 def test_unknown_when_the_model_hesitates_or_the_photo_is_unlike_any_label() -> None:
-    model = three_species(min_probability=0.6, min_similarity=0.5)
+    model = three_species(min_probability=0.6, min_similarity=0.5, scale=40.0)
     hesitant, unlike, clear = model.answers(np.stack([
-        features((0, 1.0), (1, 1.0)),  # A and B equally likely: p = 0.49
-        features((0, 3.0), (9, 30.0)),  # confident A, but mostly a feature no label has
+        features((0, 1.0), (1, 1.0)),  # A and B equally likely: p = 0.5
+        features((0, 1.0), (9, 100.0)),  # confident A, but mostly a feature no label has
         features((2, 3.0)),
     ]))
-    assert hesitant["unknown"] is True and hesitant["probability"] < 0.6
-    assert unlike["species"] == "A" and unlike["probability"] > 0.99
+    assert hesitant["unknown"] is True and hesitant["probability"] == pytest.approx(0.5)
+    assert unlike["species"] == "A" and unlike["probability"] > 0.95
     assert unlike["unknown"] is True
     assert clear["species"] == "C" and clear["unknown"] is False
 
