@@ -29,7 +29,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca train predict classify sql sql-shell \
-        serve serve-bench demo test test-quick test-long cluster-test s3-test bench history \
+        serve serve-bench classify-bench demo test test-quick test-long cluster-test s3-test bench history \
         emr-package clean jvm-archive browser
 
 # Values that reach programs through the environment, never pasted into a shell line:
@@ -91,6 +91,9 @@ serve: setup ## the HTTP service and its page on 127.0.0.1:8000 (HOST=, PORT= to
 
 serve-bench: setup ## load test of the service (4 clients, bounded): docs/performance.md
 	$(PY) -m tests.benchmarks.serve_bench --env $(ENV) --lakehouse "$(LAKEHOUSE)"
+
+classify-bench: setup ## train time, classify photos/s, accuracy and unknown rates: docs/performance.md
+	$(PY) -m tests.benchmarks.classify_bench --env $(ENV) --lakehouse "$(LAKEHOUSE)" $(if $(TRAIN),--train)
 
 sql: setup ## run one query in a new process: make sql Q="SELECT ..."
 	@test -n "$(Q)" || { echo 'error: give Q="SELECT ..."'; exit 2; }

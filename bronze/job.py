@@ -1,10 +1,11 @@
-"""Bronze job: ingest new and changed image files into ``bronze.images``.
+"""Bronze job: ingest new and changed files into ``bronze.images``.
 
     spark-submit $(python -m common.spark --submit-args --env local) \\
         bronze/job.py --source DIR --lakehouse DIR [--sync-deletes] [--env local]
 
-(``make bronze SOURCE=DIR`` runs exactly this.) Every file under ``--source`` whose name
-ends with one of ``bronze.extensions`` (any letter case) is one row, keyed by path:
+(``make bronze SOURCE=DIR`` runs exactly this.) Every non-hidden file under ``--source``
+(or, when ``bronze.extensions`` lists endings, each whose name ends with one of them, in
+any letter case) is one row, keyed by path; silver decides by content what is an image:
 
 - new or changed files (path, modification time or length differ from bronze) are
   read and upserted with their sha256; unchanged files are not read at all;
@@ -102,7 +103,7 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
                               only_new=not work["changed_in_place"].any())
     run.rows_rejected = len(too_large)
     log.info(
-        "source %s: %d image files, %d new or changed (%d over %d bytes)",
+        "source %s: %d files, %d new or changed (%d over %d bytes)",
         config.source, run.rows_in, len(work), run.rows_rejected, max_bytes,
     )
     if len(too_large):

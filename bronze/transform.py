@@ -16,15 +16,25 @@ STATUS_TOO_LARGE = "too_large"
 STATUS_UNREADABLE = "unreadable"
 
 
-def _endings(extensions: Sequence[str]) -> list[str]:
+EVERY_FILE = "*"
+
+
+def _endings(extensions: Sequence[str]) -> list[str] | None:
+    """The endings to keep, or None for every file (``*``, the default: silver decodes by
+    content and gives what is no image a reason in ``silver.rejects``)."""
+    if EVERY_FILE in extensions:
+        return None
     return [f".{e.lower().lstrip('.')}" for e in extensions]
 
 
 def with_image_extension(extensions: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
-    """Keep rows whose ``path`` ends with one of ``extensions``, in any letter case."""
+    """Keep rows whose ``path`` ends with one of ``extensions``, in any letter case
+    (every row when they hold ``*``)."""
     endings = _endings(extensions)
 
     def step(listing: DataFrame) -> DataFrame:
+        if endings is None:
+            return listing
         lowered = F.lower(F.col("path"))
         condition: Column = F.lit(False)
         for ending in endings:
@@ -61,7 +71,10 @@ def new_or_changed(current: DataFrame) -> Callable[[DataFrame], DataFrame]:
 
 def image_files(listing: pd.DataFrame, extensions: Sequence[str]) -> pd.DataFrame:
     """:func:`with_image_extension` on a listing held by the driver."""
-    return listing[listing["path"].str.lower().str.endswith(tuple(_endings(extensions)))]
+    endings = _endings(extensions)
+    if endings is None:
+        return listing
+    return listing[listing["path"].str.lower().str.endswith(tuple(endings))]
 
 
 def new_or_changed_files(listing: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:

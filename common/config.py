@@ -91,6 +91,8 @@ class ClassifierSettings:
     calibration_share: float
     min_rows: int
     top: int
+    views: tuple[str, ...]
+    view_sources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class ServeSettings:
     port: int
     max_upload_bytes: int
     reload_seconds: float
+    engines: int
 
 
 @dataclass(frozen=True)
@@ -404,8 +407,16 @@ def _validate(config: Config, file: str) -> Config:
             config.serve.reload_seconds <= 0):
         raise ConfigError(f"{file}: serve.max_upload_bytes and serve.reload_seconds must be "
                           "greater than 0 and serve.port a TCP port (1-65535)")
+    if config.serve.engines < 0:
+        raise ConfigError(f"{file}: serve.engines must be 0 (one per core) or more")
     if c.min_rows < 2:
         raise ConfigError(f"{file}: classifier.min_rows must be 2 or more")
+    from common.images import VIEWS  # noqa: PLC0415 - Pillow only when validating
+
+    unknown_views = sorted(set(c.views) - set(VIEWS))
+    if unknown_views:
+        raise ConfigError(f"{file}: classifier.views {unknown_views} unknown; choose among "
+                          f"{sorted(VIEWS)}")
     if c.species_map and not Path(c.species_map).is_file():
         raise ConfigError(f"{file}: classifier.species_map {c.species_map!r} is not a file")
     return config

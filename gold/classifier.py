@@ -77,7 +77,8 @@ def load_species_map(path: Path) -> dict[str, SpeciesEntry]:
 
 def prepare(features: np.ndarray) -> np.ndarray:
     """float (n, 1280) -> float64 (n, 1280): ``sqrt`` of each feature, rows scaled to unit
-    length (all-zero rows stay zero). gold/train_job.py computes the same in Spark SQL."""
+    length (all-zero rows stay zero). gold/train_job.py:with_prepared computes the same in
+    Spark."""
     roots = np.sqrt(np.maximum(np.asarray(features, dtype=np.float64), 0.0))
     return unit_rows(roots)
 

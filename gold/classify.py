@@ -54,6 +54,7 @@ class PhotoClassifier:
                 f"the weights {config.gold.weights!r} are {payload.identity}, but classifier "
                 f"{self.classifier.version} was trained on features of "
                 f"{self.classifier.feature_model}: give the same weights (--weights)")
+        self.payload = payload
         self.engine = build_engine(payload, threads or os.cpu_count() or 1)
 
     def with_classifier(self, classifier: Classifier) -> PhotoClassifier:

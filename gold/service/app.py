@@ -15,8 +15,9 @@ client. One log line per request: time, method, path, status, bytes, species, ms
 
 The serving version is re-read every ``serve.reload_seconds`` (and at once on SIGHUP);
 a new one is loaded beside the old and swapped in one assignment, so no request fails
-during the switch. The model engine (not thread-safe) runs under a lock; decoding runs
-in the thread pool in parallel with it.
+during the switch. Requests run in the thread pool, decoding and inference in parallel:
+a pool of single-threaded model engines, one per core, each used by one request at a
+time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import queue
 import signal
 import threading
 import time
@@ -44,7 +47,7 @@ from common.images import (
 )
 from gold.classifier import Classifier
 from gold.classify import PhotoClassifier
-from gold.model import featurize
+from gold.model import build_engine, featurize
 from gold.predict import load_serving, report_root, serving_state
 
 log = logging.getLogger("serve")
@@ -57,13 +60,23 @@ class TooLarge(Exception):
 
 
 class ModelHolder:
-    """The serving :class:`PhotoClassifier`, swapped whole when another version serves."""
+    """The serving :class:`PhotoClassifier`, swapped whole when another version serves,
+    and a pool of its model engines: one single-threaded engine per core
+    (``serve.engines``), each used by one request at a time (an engine is not
+    thread-safe), so concurrent requests run on all cores."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.photos = PhotoClassifier(config)
-        self.engine_lock = threading.Lock()
+        self.size = config.serve.engines or os.cpu_count() or 1
         self.reload_lock = threading.Lock()
+        self.photos, self.engines = self._load(PhotoClassifier(config, threads=1))
+
+    def _load(self, photos: PhotoClassifier) -> tuple[PhotoClassifier, queue.Queue]:
+        engines: queue.Queue = queue.Queue()
+        engines.put(photos.engine)
+        for _ in range(self.size - 1):
+            engines.put(build_engine(photos.payload, 1))
+        return photos, engines
 
     @property
     def classifier(self) -> Classifier:
@@ -76,15 +89,21 @@ class ModelHolder:
             if not state or state["version"] == self.classifier.version:
                 return False
             new = self.photos.with_classifier(load_serving(self.config.lakehouse))
-            self.photos = new  # one assignment: a request uses the old or the new whole
+            if new.engine is self.photos.engine:
+                self.photos = new  # one assignment: a request uses the old or the new whole
+            else:  # features of other weights: new engines too, swapped in one assignment
+                self.photos, self.engines = self._load(new)
             log.info("now serving classifier %s", new.classifier.version)
             return True
 
     def answer(self, content: bytes) -> dict:
-        photos = self.photos
+        photos, engines = self.photos, self.engines
         image = decode_for_model(content, photos.limits)
-        with self.engine_lock:
-            features = featurize(photos.engine, pixels_to_array(image.pixels)[None], 1)
+        engine = engines.get()
+        try:
+            features = featurize(engine, pixels_to_array(image.pixels)[None], 1)
+        finally:
+            engines.put(engine)
         return photos.classifier.answers(features)[0]
 
 

@@ -96,13 +96,25 @@ def test_incremental_new_unchanged_changed_deleted(
     assert set(bronze_rows(spark, lakehouse)) == {apple, kiwi, f"file:{source / 'Kiwi/deep/er/kiwi.png'}"}
 
 
+NAMES = ["a/A.JPG", "a/b.jpeg", "a/c.Png", "a/d.gif", "a/e.txt", "a/f.jpg.bak",
+         "a/q #1%?[x].jpg", "a/it's \"q\".jpg", "a/IMG_0001.HEIC", "a/noext"]
+
+
+def test_every_non_hidden_file_by_default(spark, lakehouse: Path, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    content = jpeg_bytes(gradient())
+    for name in NAMES + ["a/.DS_Store", ".hidden/x.jpg", "a/_tmp.jpg"]:
+        write(source / name, content)
+    assert run(source, lakehouse) == 0
+    assert set(bronze_rows(spark, lakehouse)) == {f"file:{source / n}" for n in NAMES}
+
+
 def test_extensions_any_case_and_only_those(spark, lakehouse: Path, tmp_path: Path) -> None:
     source = tmp_path / "src"
     content = jpeg_bytes(gradient())
-    for name in ["a/A.JPG", "a/b.jpeg", "a/c.Png", "a/d.gif", "a/e.txt", "a/f.jpg.bak",
-                 "a/q #1%?[x].jpg", "a/it's \"q\".jpg"]:
+    for name in NAMES:
         write(source / name, content)
-    assert run(source, lakehouse) == 0
+    assert run(source, lakehouse, "--set", "bronze.extensions=[jpg,jpeg,png]") == 0
     assert set(bronze_rows(spark, lakehouse)) == {
         f"file:{source / n}" for n in ["a/A.JPG", "a/b.jpeg", "a/c.Png", "a/q #1%?[x].jpg",
                                        "a/it's \"q\".jpg"]
@@ -153,5 +165,6 @@ def test_real_sample_images(spark, lakehouse: Path) -> None:
     assert main(["--source", str(SAMPLE), "--lakehouse", str(lakehouse)]) == 0
     rows = bronze_rows(spark, lakehouse)
     wanted = {f"file:{p}": sha(p.read_bytes()) for c in classes for p in sorted(c.iterdir())}
-    assert len(rows) == sum(1 for _ in SAMPLE.rglob("*.jpg"))
+    # every file, its README.md too (silver gives that one a reason in silver.rejects)
+    assert len(rows) == sum(1 for p in SAMPLE.rglob("*") if p.is_file())
     assert {p: rows[p][0] for p in wanted} == wanted

@@ -56,3 +56,8 @@ def test_image_files_on_the_driver_keep_the_extensions_in_any_case() -> None:
                                      "file:/a/w.Png", "file:/a/v.gif"]})
     assert image_files(listing, ["jpg", ".jpeg", "PNG"])["path"].tolist() == [
         "file:/a/x.JPG", "file:/a/y.jpeg", "file:/a/w.Png"]
+
+
+def test_star_keeps_every_file_on_the_driver() -> None:
+    listing = pd.DataFrame({"path": ["file:/a/x.JPG", "file:/a/IMG_1.HEIC", "file:/a/notes"]})
+    assert image_files(listing, ["*"])["path"].tolist() == listing["path"].tolist()

@@ -17,7 +17,7 @@ def test_local_profile_loads_with_absolute_paths(tmp_path: Path, monkeypatch) ->
     config = load_config("local")
     assert config.lakehouse == str(tmp_path / "lakehouse")
     assert config.export_path == str(tmp_path / "lakehouse" / "exports" / "image_features")
-    assert config.bronze.extensions == ("jpg", "jpeg", "png")
+    assert config.bronze.extensions == ("*",)
     assert config.gold.engine == "tflite"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.gold.batch_size = 3  # type: ignore[misc]
@@ -28,7 +28,7 @@ def test_profiles_hold_only_keys_of_the_base_and_inherit_the_rest(tmp_path: Path
     local, emr = load_config("local"), load_config("emr")
     # emr's own values win; what it does not say comes from base.yaml
     assert emr.spark.master == "yarn" and emr.gold.partition_bytes == 33554432
-    assert emr.silver.max_pixels == local.silver.max_pixels == 89478485
+    assert emr.silver.max_pixels == local.silver.max_pixels == 250_000_000
     assert emr.silver.image_codec == "zstd" and local.silver.image_codec == "lz4_raw"
     assert emr.spark.extra["spark.sql.catalogImplementation"] == "hive"
     assert "spark.memory.offHeap.enabled" not in emr.spark.extra

@@ -123,3 +123,98 @@ def test_a_real_decompression_bomb_is_rejected_before_decoding() -> None:
     assert len(content) < 2_000_000
     reason, _ = reason_of(content, DecodeLimits(89_478_485, 32))
     assert reason == images.DECOMPRESSION_BOMB
+
+
+def scene(size: tuple[int, int]) -> Image.Image:
+    """A photo-like picture at any size: a smooth gradient with discs drawn on it."""
+    from PIL import ImageDraw
+
+    w, h = size
+    image = gradient(w, h)
+    draw = ImageDraw.Draw(image)
+    for i, colour in enumerate([(200, 30, 40), (240, 210, 40), (60, 140, 50)]):
+        x, y = (i + 1) * w // 4, h // 2 + (i - 1) * h // 6
+        r = min(w, h) // 6
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+    return image
+
+
+@pytest.mark.parametrize("fmt, params, mean_error", [
+    ("HEIF", {"quality": 95}, 3.5),   # the iPhone's format, through the pillow-heif plugin
+    ("WEBP", {"quality": 95}, 3.5),
+    ("AVIF", {"quality": 95}, 3.5),
+    ("TIFF", {}, 0),
+    ("BMP", {}, 0),
+])
+def test_phone_and_other_formats_decode_by_content(fmt: str, params: dict,
+                                                   mean_error: float) -> None:
+    original = scene((400, 300))
+    expected = np.asarray(original.resize([224, 224]), dtype=np.int16)
+    result = decode_for_model(encoded(original, fmt, **params), LIMITS)
+    assert (result.width, result.height) == (400, 300)
+    got = pixels_to_array(result.pixels).astype(np.int16)
+    # Lossy formats: the error of their compression (the noisy gradient costs them a few
+    # levels), far below that of another picture (the same one mirrored).
+    assert np.abs(got - expected).mean() <= mean_error
+    assert np.abs(got - expected[:, ::-1]).mean() > 10 * max(mean_error, 1)
+    if mean_error == 0:
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_an_animated_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    pixels = decoded_pixels(buffer.getvalue())
+    assert tuple(pixels[100, 100]) == (255, 0, 0)
+
+
+def test_a_big_jpeg_decoded_at_reduced_size_matches_the_full_decode() -> None:
+    content = jpeg_bytes(scene((4000, 3000)))
+    limits = DecodeLimits(max_pixels=20_000_000, min_side=32)
+    reduced = decode_for_model(content, limits)
+    full = decode_for_model(content, limits, reduce=False)
+    assert (reduced.width, reduced.height) == (full.width, full.height) == (4000, 3000)
+    difference = np.abs(pixels_to_array(reduced.pixels).astype(np.int16)
+                        - pixels_to_array(full.pixels).astype(np.int16))
+    assert difference.max() <= 3 and difference.mean() <= 0.5
+    # ... and it was reduced: Pillow's draft really shrinks this file's decode.
+    image = Image.open(io.BytesIO(content))
+    image.draft("RGB", (images.DRAFT_SIDE, images.DRAFT_SIDE))
+    assert image.size == (1000, 750)
+
+
+def test_a_200_megapixel_photo_passes_the_default_limit_and_a_bigger_claim_does_not() -> None:
+    from common.config import load_config
+
+    silver = load_config("local").silver
+    limits = DecodeLimits(silver.max_pixels, silver.min_side)
+    # 16384 x 12288 = 201 megapixels of grey with a white square in the middle.
+    big = Image.new("L", (16384, 12288), 100)
+    big.paste(255, (6192, 4144, 10192, 8144))
+    result = decode_for_model(encoded(big, "JPEG", quality=90), limits)
+    del big
+    pixels = pixels_to_array(result.pixels)
+    assert (result.width, result.height) == (16384, 12288)
+    assert abs(int(pixels[112, 112, 0]) - 255) <= 2 and abs(int(pixels[5, 5, 0]) - 100) <= 2
+    # A small JPEG whose header claims 20000 x 20000 pixels: a bomb, not decoded.
+    small = bytearray(encoded(Image.new("RGB", (16, 16), (9, 9, 9)), "JPEG"))
+    sof = small.index(b"\xff\xc0")
+    small[sof + 5:sof + 9] = (20000).to_bytes(2, "big") * 2
+    reason, message = reason_of(bytes(small), limits)
+    assert reason == images.DECOMPRESSION_BOMB and "20000x20000" in message
+
+
+def test_views_are_the_mirrored_and_cropped_photo_at_the_models_size() -> None:
+    original = scene((400, 300))
+    content = encoded(original, "PNG")
+    mirror, square, crop70 = images.decode_views(content, LIMITS, ("mirror", "square",
+                                                                   "crop70"))
+    np.testing.assert_array_equal(
+        mirror, np.asarray(original.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize([224, 224])))
+    np.testing.assert_array_equal(square, np.asarray(original.crop((50, 0, 350, 300))
+                                                     .resize([224, 224])))
+    np.testing.assert_array_equal(crop70, np.asarray(original.crop((95, 45, 305, 255))
+                                                     .resize([224, 224])))
+    with pytest.raises(ImageRejected):
+        images.decode_views(b"not an image at all", LIMITS, ("mirror",))

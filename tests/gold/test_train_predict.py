@@ -8,12 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from common.spark import ensure_table
 from common.tables import GOLD_FEATURES
 from gold.predict import serving_state
 from gold.predict_job import main as predict_main
-from gold.train_job import main as train_main
+from gold.classifier import prepare
+from gold.train_job import main as train_main, with_prepared
 from tests.gold.helpers import last_run
 
 OPTS = ["--set", "spark.shuffle_partitions=2", "--set", "classifier.min_rows=10"]
@@ -140,3 +142,66 @@ def test_training_needs_mapped_rows_and_a_readable_map(spark, lakehouse: Path,
     assert train_main([*base, "--species-map", str(bad)]) == 2
     assert not (lakehouse / "models" / "classifier").exists()
     assert not (lakehouse / "gold" / "classifier_models").exists()
+
+
+def test_spark_prepares_features_as_the_classifier_does(spark) -> None:
+    rng = np.random.default_rng(3)
+    rows = np.abs(rng.normal(0, 2, (5, 1280))).astype(np.float32)
+    rows[3] = 0.0  # an all-zero row stays zero on both sides
+    rows[4, :7] = -1.0  # ReLU6 features are never negative; a negative counts as 0
+    frame = spark.createDataFrame([(i, r.tolist()) for i, r in enumerate(rows)],
+                                  "i int, features array<float>")
+    got = {r["i"]: r["vector"].toArray() for r in with_prepared(frame).collect()}
+    expected = prepare(rows)
+    for i in range(5):
+        np.testing.assert_allclose(got[i], expected[i], rtol=1e-6, atol=1e-7)
+    assert np.isclose(np.linalg.norm(expected[0]), 1.0) and not expected[3].any()
+
+
+@pytest.mark.slow
+def test_views_of_real_photos_come_from_bronze_through_golds_engine(
+        spark, lakehouse: Path, imagenet) -> None:
+    from PIL import Image
+
+    from common.config import load_config
+    from common.images import DecodeLimits, decode_views
+    from common.tables import BRONZE_IMAGES
+    from gold.model import build_engine, build_payload, featurize
+    from gold.train_job import _view_rows
+    from tests.gold.service_helpers import fruit, jpeg
+
+    config = load_config("local", {"lakehouse": str(lakehouse),
+                                   "classifier.views": ["mirror", "crop70"],
+                                   "classifier.view_sources": ["phone"]})
+    photos = {f"file:/shop/Apple/a{i}.jpg": jpeg(fruit("Apple", i)) for i in range(2)}
+    photos["file:/shop/Kiwi/k0.jpg"] = jpeg(fruit("Kiwi", 7, size=(400, 300)))
+    now = datetime.now(timezone.utc)
+    bronze = [(p, now, len(c), c, f"h-{p}", "ok", "bronze-run", now) for p, c in photos.items()]
+    spark.createDataFrame(bronze, BRONZE_IMAGES.schema).write.format("delta").mode("append").save(
+        str(ensure_table(spark, BRONZE_IMAGES, str(lakehouse))))
+    payload = build_payload("tflite", config.gold.weights, cache=lakehouse / "models")
+    training = spark.createDataFrame(
+        [(p, p.split("/")[-2], p.split("/")[-2], "phone", f"h-{p}", [0.0] * 1280)
+         for p in photos]
+        # a studio row (no views), and a phone row whose bronze bytes changed since gold
+        + [("file:/studio/Apple/s.jpg", "Apple", "Apple", "studio", "h-s", [0.0] * 1280),
+           ("file:/shop/Kiwi/k0.jpg", "Kiwi", "Kiwi", "phone", "h-stale", [0.0] * 1280)],
+        "path string, label string, species string, source string, content_hash string, "
+        "features array<float>")
+    rows = _view_rows(spark, config, training, payload.identity).collect()
+    engine = build_engine(payload, 1)
+    limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
+    expected = {p: featurize(engine, decode_views(c, limits, ("mirror", "crop70")), 2)
+                for p, c in photos.items()}
+    assert len(rows) == 2 * len(photos)
+    for path, vectors in expected.items():
+        label = path.split("/")[-2]
+        got = [np.array(r["features"]) for r in rows if r["label"] == label]
+        for vector in vectors:  # each view of each photo, by its features
+            assert min(np.abs(g - vector).max() for g in got) < 1e-5
+    assert {(r["label"], r["species"], r["source"]) for r in rows} == {
+        ("Apple", "Apple", "phone"), ("Kiwi", "Kiwi", "phone")}
+    # A view is another picture: far from the photo's own features.
+    own = featurize(engine, np.stack([np.asarray(Image.open(__import__("io").BytesIO(
+        photos["file:/shop/Kiwi/k0.jpg"])).resize([224, 224]))]), 1)[0]
+    assert np.abs(expected["file:/shop/Kiwi/k0.jpg"][1] - own).max() > 0.1
