@@ -23,17 +23,23 @@ JARS := .ivy/jars/.fetched
 # SPARK_ARGS come last and win (e.g. --master spark://...).
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
-PROFILE_ARGS = mapfile -t PROFILE < <($(PY) -m common.spark --submit-args --env $(ENV) --lakehouse "$(LAKEHOUSE)" $(JOB_ARGS)); [ -n "$${PROFILE[0]:-}" ] || exit 2;
+PROFILE_ARGS = mapfile -t PROFILE < <($(PY) -m common.spark --submit-args --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE" $(JOB_ARGS)); [ -n "$${PROFILE[0]:-}" ] || exit 2;
 SUBMIT = $(PROFILE_ARGS) $(VENV)/bin/spark-submit "$${PROFILE[@]}" $(SPARK_ARGS)
 export SPARK_LOCAL_IP ?= 127.0.0.1
-COMMON = --env $(ENV) --lakehouse $(LAKEHOUSE) $(JOB_ARGS)
+COMMON = --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE" $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca train predict classify sql sql-shell \
         serve serve-bench classify-bench demo test test-quick test-long cluster-test s3-test bench history \
         emr-package clean jvm-archive browser
 
-# Values that reach programs through the environment, never pasted into a shell line:
-# $(value ...) keeps them as typed ($ included).
+# Values that reach programs through the environment, never pasted into a shell line
+# (recipes quote "$$FRUITS_..."): $(value ...) keeps them as typed, $ and spaces
+# included, and no quote in them can end a shell word. JOB_ARGS and SPARK_ARGS are
+# flags: they are split into words on purpose.
+export FRUITS_SOURCE := $(value SOURCE)
+export FRUITS_LAKEHOUSE := $(value LAKEHOUSE)
+export FRUITS_DEMO_DIR := $(value DEMO_DIR)
+export FRUITS_SQL := $(value Q)
 export FRUITS_PHOTOS := $(value PHOTOS)
 export FRUITS_HOST := $(value HOST)
 export FRUITS_PORT := $(value PORT)
@@ -55,15 +61,15 @@ $(JARS): $(STAMP)
 	@touch $@
 
 run: setup ## the whole pipeline on SOURCE (default: a generated demo image set)
-	@if [ -z "$(SOURCE)" ]; then $(PY) -m common.demo --out $(DEMO_DIR); fi
-	@$(MAKE) --no-print-directory pipeline SOURCE="$(if $(SOURCE),$(SOURCE),$(DEMO_DIR))"
+	@if [ -z "$$FRUITS_SOURCE" ]; then $(PY) -m common.demo --out "$$FRUITS_DEMO_DIR"; fi
+	$(SUBMIT) common/pipeline.py --source "$${FRUITS_SOURCE:-$$FRUITS_DEMO_DIR}" $(COMMON)
 
 pipeline: setup ## bronze, silver, gold, pca (and predict, once trained) in one Spark application
-	@test -n "$(SOURCE)" || { echo "error: give SOURCE=DIR (the image root)"; exit 2; }
-	$(SUBMIT) common/pipeline.py --source "$(SOURCE)" $(COMMON)
+	@test -n "$$FRUITS_SOURCE" || { echo "error: give SOURCE=DIR (the image root)"; exit 2; }
+	$(SUBMIT) common/pipeline.py --source "$$FRUITS_SOURCE" $(COMMON)
 
 bronze: setup ## ingest SOURCE into bronze.images
-	$(SUBMIT) bronze/job.py --source "$(SOURCE)" $(COMMON)
+	$(SUBMIT) bronze/job.py --source "$$FRUITS_SOURCE" $(COMMON)
 
 silver: setup ## labels + 224x224 RGB images into silver.images / silver.rejects
 	$(SUBMIT) silver/job.py $(COMMON)
@@ -84,33 +90,33 @@ predict: setup ## the serving classifier's answers for every gold row into gold.
 	$(SUBMIT) gold/predict_job.py $(COMMON)
 
 classify: setup ## classify photos without Spark: make classify PHOTOS="a.jpg dir/" (JSON lines)
-	@$(PY) -m gold.classify --from-env FRUITS_PHOTOS --env $(ENV) --lakehouse "$(LAKEHOUSE)"
+	@$(PY) -m gold.classify --from-env FRUITS_PHOTOS --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE"
 
 serve: setup ## the HTTP service and its page on 127.0.0.1:8000 (HOST=, PORT= to change)
-	@$(PY) -m gold.service --env $(ENV) --lakehouse "$(LAKEHOUSE)"
+	@$(PY) -m gold.service --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE"
 
 serve-bench: setup ## load test of the service (4 clients, bounded): docs/performance.md
-	$(PY) -m tests.benchmarks.serve_bench --env $(ENV) --lakehouse "$(LAKEHOUSE)"
+	$(PY) -m tests.benchmarks.serve_bench --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE"
 
 classify-bench: setup ## train time, classify photos/s, accuracy and unknown rates: docs/performance.md
-	$(PY) -m tests.benchmarks.classify_bench --env $(ENV) --lakehouse "$(LAKEHOUSE)" $(if $(TRAIN),--train)
+	$(PY) -m tests.benchmarks.classify_bench --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE" $(if $(TRAIN),--train)
 
 sql: setup ## run one query in a new process: make sql Q="SELECT ..."
-	@test -n "$(Q)" || { echo 'error: give Q="SELECT ..."'; exit 2; }
-	@$(SUBMIT) common/sql.py $(COMMON) -- "$(Q)"
+	@test -n "$$FRUITS_SQL" || { echo 'error: give Q="SELECT ..."'; exit 2; }
+	@$(SUBMIT) common/sql.py $(COMMON) -- "$$FRUITS_SQL"
 
 sql-shell: setup ## interactive spark-sql shell with the lakehouse tables registered
 	@$(PY) -m common.sql --write-init $(COMMON) > /dev/null
 	$(PROFILE_ARGS) $(VENV)/bin/spark-sql "$${PROFILE[@]}" \
 	  --conf spark.sql.catalogImplementation=hive \
 	  --conf spark.hadoop.javax.jdo.option.ConnectionURL='jdbc:derby:memory:metastore;create=true' \
-	  -i $(LAKEHOUSE)/_catalog/register.sql $(SQL_ARGS)
+	  -i "$$FRUITS_LAKEHOUSE/_catalog/register.sql" $(SQL_ARGS)
 
 jvm-archive: $(STAMP) $(JARS) ## rebuild the JVM class archive that speeds up every job's start (common/jvm.py)
 	$(PY) -m common.jvm --force
 
 demo: setup ## (re)generate the demo image set in DEMO_DIR
-	$(PY) -m common.demo --out $(DEMO_DIR)
+	$(PY) -m common.demo --out "$$FRUITS_DEMO_DIR"
 
 browser: ## Debian's Chromium and ChromeDriver for the page's test (apt-get, as root; once)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -135,12 +141,12 @@ s3-test: setup ## every layer on a local S3 server (moto, 127.0.0.1) vs a local 
 	$(PY) -m pytest tests/cluster/test_s3.py -m long $(PYTEST_ARGS)
 
 bench: setup ## benchmark on N images (SOURCE= to use your own)
-	$(PY) -m tests.benchmarks.bench --n $(N) $(if $(SOURCE),--source "$(SOURCE)") --env $(ENV)
+	$(PY) -m tests.benchmarks.bench --n $(N) $${FRUITS_SOURCE:+--source "$$FRUITS_SOURCE"} --env $(ENV)
 
 history: setup ## Spark History Server on the lakehouse's event logs
-	@mkdir -p $(LAKEHOUSE)/_spark_events
-	@echo "Spark History Server: http://127.0.0.1:18080  (event logs: $(abspath $(LAKEHOUSE))/_spark_events; Ctrl-C stops it)"
-	SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$(abspath $(LAKEHOUSE))/_spark_events -Dspark.history.ui.port=18080" \
+	@mkdir -p "$$FRUITS_LAKEHOUSE/_spark_events"
+	@echo "Spark History Server: http://127.0.0.1:18080  (event logs: $$(realpath "$$FRUITS_LAKEHOUSE")/_spark_events; Ctrl-C stops it)"
+	SPARK_HISTORY_OPTS="-Dspark.history.fs.logDirectory=file:$$(realpath "$$FRUITS_LAKEHOUSE")/_spark_events -Dspark.history.ui.port=18080" \
 	  $(VENV)/bin/spark-class org.apache.spark.deploy.history.HistoryServer
 
 emr-package: setup ## build dist/emr: wheel, job scripts, profiles, bootstrap, requirements
@@ -156,4 +162,4 @@ emr-package: setup ## build dist/emr: wheel, job scripts, profiles, bootstrap, r
 	@echo "upload: aws s3 cp --recursive dist/emr s3://BUCKET/artifacts/  (see README, 'On AWS EMR')"
 
 clean: ## remove the local lakehouse and demo images (not .venv)
-	rm -rf $(LAKEHOUSE) $(DEMO_DIR)
+	rm -rf -- "$$FRUITS_LAKEHOUSE" "$$FRUITS_DEMO_DIR"

@@ -50,7 +50,7 @@ def layers(config: Config, *, sync_deletes: bool, pca: bool) -> list[tuple[str, 
         ("gold", functools.partial(featurize_new, rebuild=False)),
     ]
     if pca:
-        steps.append(("pca", functools.partial(reduce_features, refit=False)))
+        steps.append(("pca", functools.partial(reduce_features, refit=False, optional=True)))
     if has_model(config):
         steps.append(("predict", predict_new))
     else:

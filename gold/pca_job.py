@@ -80,7 +80,12 @@ def latest_fit(spark: SparkSession, config: Config) -> PcaFit | None:
     return None
 
 
-def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: bool) -> None:
+def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: bool,
+                    optional: bool = False) -> None:
+    """Project gold's rows with the current PCA version (fitting one first if there is
+    none or ``refit``). Too few rows to fit: exit 2, or with ``optional`` (the pipeline)
+    a warning and a run that wrote nothing, so a small first run does not read as failed.
+    """
     gold_location = GOLD_FEATURES.location(config.lakehouse)
     if not is_delta_table(spark, gold_location):
         raise ConfigError(f"no gold.image_features under {config.lakehouse}: run gold first")
@@ -88,6 +93,12 @@ def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: boo
     rows = gold.count()
     current = latest_fit(spark, config)
     if refit or current is None:
+        if rows < max(config.pca.min_rows, 2) and optional:
+            log.warning("PCA skipped: gold.image_features has %d rows, fitting needs %d "
+                        "(pca.min_rows); it runs once there are enough", rows,
+                        config.pca.min_rows)
+            run.details["skipped"] = f"{rows} rows < pca.min_rows {config.pca.min_rows}"
+            return
         if rows < max(config.pca.min_rows, 2):
             raise ConfigError(
                 f"gold.image_features has {rows} rows; fitting a PCA needs at least "
