@@ -31,8 +31,8 @@ import logging
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from functools import reduce
 from pathlib import Path
 
@@ -54,8 +54,8 @@ from common.jobs import base_parser, config_from_args, fault_point, parse_or_exi
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, local_frame
 from common.tables import BRONZE_IMAGES, CLASSIFIER_MODELS, GOLD_FEATURES
-from gold.model import build_engine, build_payload, featurize
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
+from gold.model import build_engine, build_payload, featurize
 from gold.predict import (
     models_root,
     report_root,
