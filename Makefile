@@ -140,8 +140,9 @@ cluster-test: setup ## bronze/silver/gold on a standalone master + 2 workers (12
 s3-test: setup ## every layer on a local S3 server (moto, 127.0.0.1) vs a local run
 	$(PY) -m pytest tests/cluster/test_s3.py -m long $(PYTEST_ARGS)
 
-bench: setup ## benchmark on N images (SOURCE= to use your own)
+bench: setup ## benchmarks: the pipeline on N images (SOURCE= your own), silver on 12 MP photos, train + classify
 	$(PY) -m tests.benchmarks.bench --n $(N) $${FRUITS_SOURCE:+--source "$$FRUITS_SOURCE"} --env $(ENV)
+	$(PY) -m tests.benchmarks.classify_bench --build --train --env $(ENV) --lakehouse bench-data/lakehouse-classify
 
 history: setup ## Spark History Server on the lakehouse's event logs
 	@mkdir -p "$$FRUITS_LAKEHOUSE/_spark_events"

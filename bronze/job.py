@@ -85,6 +85,14 @@ def check_source(config: Config) -> Config:
     return config
 
 
+def run_details(config: Config) -> dict:
+    """What bronze's ``ops.runs`` row holds from its start: ``source_uri``, the prefix of
+    the paths this run writes (``file:/abs/root`` or ``s3a://bucket/root``), from which
+    silver takes each row's label (:func:`silver.transform.with_label`)."""
+    root = config.source.rstrip("/")
+    return {"source_uri": root if is_remote(root) else f"file:{root}"}
+
+
 def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool) -> None:
     """Bring ``bronze.images`` up to date with the source folder (see module docstring)."""
     if is_remote(config.source) and not path_exists(spark, config.source):
@@ -239,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return parsed
     args, config = parsed
     body = functools.partial(ingest, sync_deletes=args.sync_deletes)
-    return run_job("bronze", config, body, log_level=args.log_level)
+    return run_job("bronze", config, body, log_level=args.log_level,
+                   details=run_details(config))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ class SilverSettings:
     min_side: int
     arrow_batch_size: int
     image_codec: str
+    label_rule: str
+
+
+LABEL_RULES = ("parent", "first_folder")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class GoldSettings:
     image_reader: str
     writer: str
     export_path: str
+    export_keep_minutes: int
 
 
 @dataclass(frozen=True)
@@ -314,6 +319,17 @@ def memory_bytes(text: Any) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2)] if match else None
 
 
+def _check_local_folder(key: str, path: str, file: str) -> None:
+    """``path`` is a folder, or can become one: neither it nor a parent is a file."""
+    here = local_path(os.path.expanduser(path)).absolute()
+    for folder in (here, *here.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == here else f"is inside the file {folder}"
+                raise ConfigError(f"{file}: {key} {path} {what}, not a folder")
+            return
+
+
 def _validate(config: Config, file: str) -> Config:
     def positive(key: str, value: int) -> None:
         if value <= 0:
@@ -321,6 +337,8 @@ def _validate(config: Config, file: str) -> Config:
 
     if not config.lakehouse:
         raise ConfigError(f"{file}: lakehouse must name a folder or URI")
+    if not is_remote(config.lakehouse):
+        _check_local_folder("lakehouse", config.lakehouse, file)
     if not config.bronze.extensions:
         raise ConfigError(f"{file}: bronze.extensions must list at least one file ending")
     for key, value in [
@@ -337,6 +355,12 @@ def _validate(config: Config, file: str) -> Config:
         ("pca.plot_sample", config.pca.plot_sample),
     ]:
         positive(key, value)
+    if config.silver.label_rule not in LABEL_RULES:
+        raise ConfigError(f"{file}: silver.label_rule must be one of {', '.join(LABEL_RULES)}, "
+                          f"got {config.silver.label_rule!r}")
+    if config.gold.export_keep_minutes < 0:
+        raise ConfigError(f"{file}: gold.export_keep_minutes must be 0 or more, "
+                          f"got {config.gold.export_keep_minutes}")
     for key, value in [("spark.driver_memory", config.spark.driver_memory),
                        ("spark.executor_memory", config.spark.executor_memory)]:
         size = memory_bytes(value)

@@ -31,7 +31,7 @@ from common.config import (
     with_cli_values,
 )
 from common.log import setup_logging
-from common.runlog import Run, new_run_id, write_run
+from common.runlog import Run, forget_run, new_run_id, start_run, write_run
 from common.spark import LakehouseError, build_session
 
 log = logging.getLogger(__name__)
@@ -193,11 +193,14 @@ def run_job(
     body: Callable[[SparkSession, Config, Run], None],
     *,
     log_level: str = "INFO",
+    details: dict | None = None,
 ) -> int:
-    """Lock, start Spark, run ``body``, record the run in ``ops.runs``, print a summary."""
+    """Lock, start Spark, run ``body``, record the run in ``ops.runs``, print a summary.
+
+    ``details``: facts the run's ``ops.runs`` row holds from its start (bronze's source)."""
     setup_logging(log_level)
     return run_layer(job, config, body, lambda: build_session(config, f"fruits-{job}",
-                                                              register=False))
+                                                              register=False), details)
 
 
 def run_layer(
@@ -205,19 +208,22 @@ def run_layer(
     config: Config,
     body: Callable[[SparkSession, Config, Run], None],
     session: Callable[[], SparkSession],
+    details: dict | None = None,
 ) -> int:
     """:func:`run_job` on the session ``session()`` returns (started once the lock is held;
     the one-application pipeline passes the session its layers share)."""
-    run = Run(job=job, run_id=new_run_id(job))
+    run = Run(job=job, run_id=new_run_id(job), details=dict(details or {}))
     try:
         with job_lock(config, job):
             spark = session()
             try:
                 log.info("%s run %s on lakehouse %s", job, run.run_id, config.lakehouse)
+                start_run(spark, config, run, own_lock=not is_remote(config.lakehouse))
                 body(spark, config, run)
                 run.finish("succeeded")
                 fault_point(f"{job}:before_runlog")
             except ConfigError as exc:
+                forget_run(spark, config, run)
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
             except LakehouseError as exc:

@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 
-from bronze.job import check_source, ingest
+from bronze.job import check_source, ingest, run_details
 from common.config import Config
 from common.jobs import (
     EXIT_OK,
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda: build_session(config, "fruits-pipeline", register=False)
     )
     for job, body in layers(config, sync_deletes=args.sync_deletes, pca=not args.no_pca):
-        code = run_layer(job, config, body, session)
+        code = run_layer(job, config, body, session,
+                         run_details(config) if job == "bronze" else None)
         if code != EXIT_OK:
             print(f"pipeline stopped at {job} (exit code {code}); the layers before it "
                   "kept what they committed. Fix the cause and run again.", file=sys.stderr)

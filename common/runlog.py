@@ -1,9 +1,19 @@
-"""The run log: one row in ``ops.runs`` per job run, successful or not."""
+"""The run log: one row in ``ops.runs`` per job run, successful or not.
+
+A run appends its row when it starts (``running``; its ``ended_at`` is then its start)
+and completes the same row at the end (``succeeded``, ``failed``, ``refused``). A run
+killed with SIGKILL cannot complete its row, so each start looks for ``running`` rows
+whose process is gone and marks them ``killed``: rows of its own job (it holds that
+job's lock, so no other run of it can be alive) and rows whose process ran on this host
+and no longer exists.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,7 +22,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from common.config import Config
+from common.config import Config, is_remote, local_path
 from common.spark import ensure_table, local_frame
 from common.tables import OPS_RUNS
 
@@ -42,6 +52,7 @@ class Run:
     status: str = "running"
     error: str | None = None
     seconds: float = 0.0
+    logged: bool = False  # its running row is in ops.runs
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.status = status
@@ -70,28 +81,139 @@ class Run:
         return " | ".join(parts)
 
 
-def write_run(spark: SparkSession, config: Config, run: Run) -> None:
-    """Append ``run`` to ``ops.runs``; a failure to log is reported, never raised."""
+HOST = socket.gethostname()
+
+
+def _row(spark: SparkSession, run: Run, ended_at: datetime) -> tuple:
+    details = {**run.details, "host": HOST, "pid": os.getpid()}
+    return (
+        run.job,
+        run.run_id,
+        run.status,
+        run.started_at,
+        ended_at,
+        round(run.seconds, 3),
+        run.rows_in,
+        run.rows_out,
+        run.rows_rejected,
+        run.rows_deleted,
+        run.rows_per_second,
+        run.model_seconds,
+        spark.sparkContext.applicationId,
+        json.dumps(details, sort_keys=True, default=str),
+        run.error,
+    )
+
+
+def start_run(spark: SparkSession, config: Config, run: Run, *, own_lock: bool) -> None:
+    """Append ``run``'s ``running`` row and mark the rows of dead runs ``killed``.
+
+    ``own_lock``: this process holds the lakehouse lock of ``run.job``, so every other
+    ``running`` row of that job belongs to a process that is gone. A failure to log is
+    reported, never raised.
+    """
     try:
         location = ensure_table(spark, OPS_RUNS, config.lakehouse)
-        row = (
-            run.job,
-            run.run_id,
-            run.status,
-            run.started_at,
-            datetime.now(timezone.utc),
-            round(run.seconds, 3),
-            run.rows_in,
-            run.rows_out,
-            run.rows_rejected,
-            run.rows_deleted,
-            run.rows_per_second,
-            run.model_seconds,
-            spark.sparkContext.applicationId,
-            json.dumps(run.details, sort_keys=True, default=str),
-            run.error,
-        )
-        frame = local_frame(spark, [row], OPS_RUNS.schema)
+        dead = _dead_runs(spark, location, run, own_lock=own_lock)
+        frame = local_frame(spark, [_row(spark, run, run.started_at)], OPS_RUNS.schema)
         frame.write.format("delta").mode("append").save(location)
+        run.logged = True
+        if dead:
+            _mark_killed(spark, location, run, dead)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
+        log.warning("could not record the start of run %s in %s: %s", run.run_id,
+                    OPS_RUNS.name, exc)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_rows(spark: SparkSession, location: str) -> list[tuple[str, str, str]]:
+    """(job, run_id, details) of the ``running`` rows: read by pyarrow on the driver when
+    the table's checksum lists its files (a few ms), else by Spark (~0.6 s)."""
+    import pyarrow.parquet as pq
+
+    from common.incremental import data_files
+
+    listed = data_files(spark, location) if not is_remote(location) else None
+    if listed is not None:
+        columns = ["job", "run_id", "details", "status"]
+        if not listed[1]:
+            return []
+        table = pq.ParquetDataset([str(local_path(f)) for f in listed[1]],
+                                  filters=[("status", "=", "running")]).read(columns=columns)
+        return list(zip(*(table.column(c).to_pylist() for c in columns[:3])))
+    rows = (spark.read.format("delta").load(location).where("status = 'running'")
+            .select("job", "run_id", "details").collect())
+    return [(r.job, r.run_id, r.details) for r in rows]
+
+
+def _dead_runs(spark: SparkSession, location: str, run: Run, *, own_lock: bool) -> list[str]:
+    dead = []
+    for job, run_id, details_text in _running_rows(spark, location):
+        details = json.loads(details_text or "{}")
+        pid = details.get("pid")
+        if (own_lock and job == run.job) or (
+                details.get("host") == HOST and isinstance(pid, int) and not _alive(pid)):
+            dead.append(run_id)
+    return dead
+
+
+def _mark_killed(spark: SparkSession, location: str, run: Run, dead: list[str]) -> None:
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    DeltaTable.forPath(spark, location).update(
+        F.col("run_id").isin(dead) & (F.col("status") == "running"),
+        {"status": F.lit("killed"),
+         "error": F.lit(f"the process ended without completing this row (killed); "
+                        f"found by run {run.run_id}")})
+    log.warning("ops.runs: marked %d run(s) whose process is gone as killed: %s",
+                len(dead), ", ".join(dead))
+
+
+def write_run(spark: SparkSession, config: Config, run: Run) -> None:
+    """Complete ``run``'s row in ``ops.runs`` (append it if its start was not recorded);
+    a failure to log is reported, never raised."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    try:
+        location = OPS_RUNS.location(config.lakehouse)
+        row = _row(spark, run, datetime.now(timezone.utc))
+        if not run.logged:
+            ensure_table(spark, OPS_RUNS, config.lakehouse)
+            frame = local_frame(spark, [row], OPS_RUNS.schema)
+            frame.write.format("delta").mode("append").save(location)
+            return
+        values = {name: F.lit(value).cast(OPS_RUNS.schema[name].dataType)
+                  for name, value in zip(OPS_RUNS.schema.names, row)}
+        for attempt in range(3):
+            try:
+                DeltaTable.forPath(spark, location).update(F.col("run_id") == run.run_id,
+                                                           values)
+                return
+            except Exception as exc:  # noqa: BLE001 - a concurrent run's commit: retry
+                if "Concurrent" not in type(exc).__name__ + str(exc)[:300] or attempt == 2:
+                    raise
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
         log.warning("could not record run %s in %s: %s", run.run_id, OPS_RUNS.name, exc)
+
+
+def forget_run(spark: SparkSession, config: Config, run: Run) -> None:
+    """Remove ``run``'s ``running`` row: the run stopped on a configuration error."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    try:
+        DeltaTable.forPath(spark, OPS_RUNS.location(config.lakehouse)).delete(
+            F.col("run_id") == run.run_id)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not remove run %s from %s: %s", run.run_id, OPS_RUNS.name, exc)

@@ -63,6 +63,12 @@ def spark_settings(config: Config, *, use_archive: bool = True) -> dict[str, str
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.databricks.delta.snapshotPartitions": str(config.spark.snapshot_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # DELETE, MERGE and UPDATE rewrite files instead of writing deletion vectors, so
+        # they work on tables where a user enabled them: Delta 4.0's deletion-vector path
+        # fails on tables with a `path` column (AMBIGUOUS_REFERENCE filePath).
+        "spark.databricks.delta.delete.deletionVectors.persistent": "false",
+        "spark.databricks.delta.merge.deletionVectors.persistent": "false",
+        "spark.databricks.delta.update.deletionVectors.persistent": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Parquet files of every table: zstd is ~25% smaller than snappy on image bytes.
         "spark.sql.parquet.compression.codec": "zstd",
@@ -337,7 +343,33 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> str:
             f"(columns {[n for n, _ in have]}, expected {[n for n, _ in want]}); "
             "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
         )
+    _check_properties(spark, spec, location)
     return location
+
+
+def _check_properties(spark: SparkSession, spec: TableSpec, location: str) -> None:
+    """Refuse table properties the product cannot write under.
+
+    Deletion vectors and the change data feed are fine (DELETE/MERGE/UPDATE rewrite files,
+    see :func:`spark_settings`). Column mapping is not: gold commits Parquet files its
+    workers wrote with the logical column names.
+    """
+    from delta.tables import DeltaTable
+
+    from common.incremental import table_state  # (it imports this module)
+
+    state = table_state(spark, location)  # the checksum file: milliseconds
+    properties = (state.configuration if state is not None  # detail(): ~0.5 s
+                  else DeltaTable.forPath(spark, location).detail().first().properties or {})
+    mode = properties.get("delta.columnMapping.mode", "none")
+    if mode != "none":
+        raise LakehouseError(
+            f"{spec.name} ({location}) has delta.columnMapping.mode={mode}; this product "
+            "writes its tables without column mapping and stopped before changing anything. "
+            f"Run ALTER TABLE delta.`{location}` UNSET TBLPROPERTIES "
+            "('delta.columnMapping.mode') (Delta rewrites the table without it), or move "
+            "the table aside and let the job rebuild it."
+        )
 
 
 @contextlib.contextmanager

@@ -93,9 +93,8 @@ def write_init(config: Config) -> str:
         location = spec.location(config.lakehouse)
         if is_remote(location) or (local_path(location) / "_delta_log").is_dir():
             lines.append(f"CREATE DATABASE IF NOT EXISTS {spec.database};")
-            lines.append(
-                f"CREATE TABLE IF NOT EXISTS {spec.name} USING delta LOCATION '{location}';"
-            )
+            lines.append(f"CREATE TABLE IF NOT EXISTS {spec.name} USING delta "
+                         f"LOCATION {sql_string(location)};")
     target = local_path(join_path(config.lakehouse, "_catalog", "register.sql"))
     target.parent.mkdir(parents=True, exist_ok=True)
     Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -128,15 +127,31 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     try:
         result = spark.sql(args.query)
+        if args.json:
+            for row in result.toLocalIterator():  # streamed: one partition at a time
+                print(json.dumps(row.asDict(recursive=True), default=_json_value))
+            return EXIT_OK
+        print(format_table(result))
     except Exception as exc:  # noqa: BLE001 - show the user Spark's own reason
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {spark_message(exc)}", file=sys.stderr)
         return 1
-    if args.json:
-        for row in result.toLocalIterator():  # streamed: one partition at a time
-            print(json.dumps(row.asDict(recursive=True), default=_json_value))
-        return EXIT_OK
-    print(format_table(result))
     return EXIT_OK
+
+
+def spark_message(exc: BaseException) -> str:
+    """Spark's own message for a failed statement, without its JVM stack trace."""
+    lines = []
+    for line in str(exc).splitlines():
+        if line.strip().startswith("JVM stacktrace") or line.startswith("\tat "):
+            break
+        if line.strip():
+            lines.append(line.rstrip())
+    return "\n".join(lines[:8]) or type(exc).__name__
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a Spark SQL string literal (quotes and backslashes escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _json_value(value: object) -> object:

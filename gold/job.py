@@ -19,10 +19,8 @@ with other weights than the table's refuses to mix them unless ``--rebuild`` is 
 which recomputes every row with the new weights.
 
 After each run the Parquet export (``path``, ``label``, ``features``) holds exactly the
-current gold rows (its ``_gold_version`` file records the gold version it shows). When
-gold only gained rows since then, the new rows are added as new files named after the
-gold version (``part-v<version>-*``), so the cost follows the change; after any delete
-it is rewritten whole.
+current gold rows, published as a new version folder and one atomic pointer switch (see
+:mod:`gold.export`).
 """
 
 from __future__ import annotations
@@ -43,35 +41,23 @@ from common.config import Config, ConfigError, is_remote, join_path, local_path
 from common.incremental import (
     Changes,
     append_rows,
-    appended_files,
     changes,
     changes_from_log,
     delete_stale,
-    read_added,
     read_pinned,
     sync_marker,
-    table_state,
 )
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import (
-    ensure_table,
-    hadoop_fs,
-    is_delta_table,
-    latest_version,
-    read_text,
-    session_conf,
-    write_text,
-)
+from common.spark import ensure_table, is_delta_table, session_conf
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import best_batch_size, build_payload, resolve_weights
-from gold.transform import export_columns, to_gold_rows, with_features
+from gold.export import export_if_stale
+from gold.transform import to_gold_rows, with_features
 from gold.udf import UdfMetrics, features_udf
 from gold.writer import Commit, features_files, open_commit, write_files
 
 log = logging.getLogger("gold")
-
-EXPORT_MARKER = "_gold_version"
 
 
 def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: bool) -> None:
@@ -253,73 +239,6 @@ def _split_bytes(spark: SparkSession, config: Config, work_bytes: int) -> int:
     on 2,020 images, 8 MB splits 140 img/s, 64 MB 155)."""
     tasks = 4 * spark.sparkContext.defaultParallelism
     return int(min(128 << 20, max(config.gold.partition_bytes, work_bytes // tasks)))
-
-
-def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> str:
-    """Bring the Parquet export up to gold's current version; return its path.
-
-    Kill-safe: the marker is written last. Files ``part-v<N>-*`` with N above the marker
-    are leftovers of an interrupted append; they are removed before anything else.
-    """
-    version = latest_version(spark, gold_location)
-    marker = join_path(config.export_path, EXPORT_MARKER)
-    text = read_text(spark, marker)
-    exported = int(text) if text and text.strip().isdigit() else None
-    if exported == version:
-        return config.export_path
-    return _export(spark, config, version, exported, gold_location)
-
-
-def _export(spark: SparkSession, config: Config, version: int, exported: int | None,
-            gold_location: str) -> str:
-    marker = join_path(config.export_path, EXPORT_MARKER)
-    # When every gold commit since the export's version appended rows, only the files
-    # they added are read (their add actions, from gold's log): not gold's file list.
-    added = appended_files(spark, gold_location, exported, version) if (
-        exported is not None and exported < version) else None
-    state = table_state(spark, gold_location, version) if added else None
-    if added and state is not None:
-        _drop_unmarked_parts(spark, config.export_path, exported)
-        staging = join_path(config.export_path, f"_staging-v{version}")
-        rows = read_added(spark, gold_location, state, added)
-        export_columns(rows).write.mode("overwrite").parquet(staging)
-        _publish_parts(spark, staging, config.export_path, version)
-        fault_point("gold:export_before_marker")
-        write_text(spark, marker, str(version))
-        log.info("export: added the rows of gold versions %d..%d to %s", exported + 1,
-                 version, config.export_path)
-        return config.export_path
-    gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
-    export_columns(gold).write.mode("overwrite").parquet(config.export_path)
-    write_text(spark, marker, str(version))
-    log.info("exported gold version %d to %s (rewritten)", version, config.export_path)
-    return config.export_path
-
-
-def _export_parts(spark: SparkSession, folder: str) -> list:  # noqa: ANN401 - py4j statuses
-    fs, root = hadoop_fs(spark, folder)
-    return [s for s in fs.listStatus(root) if s.isFile()] if fs.exists(root) else []
-
-
-def _drop_unmarked_parts(spark: SparkSession, export: str, exported: int) -> None:
-    fs, _ = hadoop_fs(spark, export)
-    for status in _export_parts(spark, export):
-        name = status.getPath().getName()
-        if name.startswith("part-v") and int(name[6:14]) > exported:
-            fs.delete(status.getPath(), False)
-
-
-def _publish_parts(spark: SparkSession, staging: str, export: str, version: int) -> None:
-    """Move the staged Parquet files into the export as ``part-v<version>-<i>.parquet``."""
-    fs, _ = hadoop_fs(spark, export)
-    jvm = spark.sparkContext._jvm
-    parts = [s.getPath() for s in _export_parts(spark, staging)
-             if s.getPath().getName().endswith(".parquet")]
-    for i, path in enumerate(sorted(parts, key=lambda p: p.getName())):
-        target = join_path(export, f"part-v{version:08d}-{i:05d}.parquet")
-        if not fs.rename(path, jvm.org.apache.hadoop.fs.Path(target)):
-            raise OSError(f"could not move {path.toString()} to {target}")
-    fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
 
 
 def main(argv: list[str] | None = None) -> int:

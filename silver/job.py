@@ -34,12 +34,14 @@ from common.incremental import (
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, session_conf
-from common.tables import BRONZE_IMAGES, SILVER_IMAGES, SILVER_REJECTS
+from common.tables import BRONZE_IMAGES, OPS_RUNS, SILVER_IMAGES, SILVER_REJECTS
 from silver.transform import (
     accepted_images,
+    outcome_counts,
     rejected_files,
     with_decoded_image,
-    with_label_from_path,
+    with_format,
+    with_label,
 )
 
 log = logging.getLogger("silver")
@@ -79,13 +81,19 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
                       str(config.silver.arrow_batch_size)):
         work = (
             todo.rows
-            .transform(with_label_from_path)
+            .transform(with_label(config.silver.label_rule, source_roots(spark, config)))
+            .transform(with_format)
             .transform(with_decoded_image(limits))
             .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
         )
-    counts = {r["ok"]: r["count"] for r in work.groupBy("decoded.ok").count().collect()}
-    run.rows_out, run.rows_rejected = counts.get(True, 0), counts.get(False, 0)
-    run.rows_in = run.rows_out + run.rows_rejected
+    by_outcome, by_format = outcome_counts(work)
+    run.rows_out = by_outcome.get("images", 0)
+    run.rows_in = sum(by_outcome.values())
+    run.rows_rejected = run.rows_in - run.rows_out
+    run.details["outcomes"] = _counts(by_outcome)
+    run.details["formats"] = _counts(by_format)
+    log.info("files by outcome: %s; by format: %s", run.details["outcomes"],
+             run.details["formats"])
     log.info(
         "bronze version %d: %d rows to process (%d usable, %d rejected; from the %s), "
         "%d stale rows removed",
@@ -111,6 +119,22 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
                               config.silver.image_codec):
                 append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
                             run.run_id, marker=marker)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items())
+
+
+def source_roots(spark: SparkSession, config: Config):  # noqa: ANN201 - a DataFrame
+    """bronze run id -> the ``source_uri`` it listed (its ``ops.runs`` row)."""
+    from pyspark.sql import functions as F
+
+    location = OPS_RUNS.location(config.lakehouse)
+    if not is_delta_table(spark, location):
+        return spark.createDataFrame([], "run_id string, source_uri string")
+    return (spark.read.format("delta").load(location).where(F.col("job") == "bronze")
+            .select("run_id", F.get_json_object("details", "$.source_uri").alias("source_uri"))
+            .where(F.col("source_uri").isNotNull()))
 
 
 def main(argv: list[str] | None = None) -> int:

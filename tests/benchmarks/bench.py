@@ -13,7 +13,8 @@ One run, on the same images and the same 2 cores:
    once as three jobs, once more (another 1%) as ``make pipeline``'s one application
    (common/pipeline.py without PCA, the same three layers);
 4. peak memory of the whole process tree (PSS, a JVM by its resident set, with the
-   largest processes), silver bytes per image.
+   largest processes), silver bytes per image;
+5. silver on 12-megapixel JPEGs against 100x100 ones (:mod:`tests.benchmarks.silver_bench`).
 
 Prints a table and writes every figure to ``bench-results/bench-<n>.json`` (with
 ``--source DIR``: ``bench-<DIR's name>.json``). Images: the
@@ -275,12 +276,17 @@ def notebook_baseline(source: Path, weights: str, workdir: Path) -> dict:
 
 
 def last_gold_run(lakehouse: Path) -> dict:
+    return last_run(lakehouse, "gold")
+
+
+def last_run(lakehouse: Path, job: str) -> dict:
+    """The newest ``ops.runs`` row of ``job`` that wrote rows (read in a new process)."""
     code = (
         "import json,sys\nfrom common.config import load_config\n"
         "from common.spark import build_session\n"
         f"c = load_config('local', {{'lakehouse': {str(lakehouse)!r}}})\n"
         "s = build_session(c, 'bench-read')\n"
-        "r = s.sql(\"SELECT * FROM ops.runs WHERE job='gold' AND rows_out > 0 "
+        f"r = s.sql(\"SELECT * FROM ops.runs WHERE job='{job}' AND rows_out > 0 "
         "ORDER BY ended_at DESC LIMIT 1\").first()\n"
         "print('RESULT' + json.dumps(r.asDict(), default=str))\n"
     )
@@ -382,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     silver_bytes = sum(p.stat().st_size for p in (lakehouse / "silver/images").glob("*.parquet"))
     figures["silver_bytes_per_image"] = round(silver_bytes / max(figures["gold"]["rows"], 1))
 
+    from tests.benchmarks import silver_bench
+
+    figures["silver_photos"] = silver_bench.measure(workdir, 48, args.env)
     OUT.mkdir(exist_ok=True)
     target = results_file(args)
     target.write_text(json.dumps(figures, indent=2))  # kept if the baseline fails
@@ -404,6 +413,12 @@ def finish(figures: dict, target: Path) -> int:
     print_table(figures)
     print(f"\nall figures: {target}")
     return 0
+
+
+def silver_rows(results: dict) -> list[tuple[str, str]]:
+    from tests.benchmarks.silver_bench import rows
+
+    return rows(results)
 
 
 def print_table(f: dict) -> None:
@@ -429,6 +444,7 @@ def print_table(f: dict) -> None:
           if "one_percent_one_app" in f else []),
         ("peak memory, all processes (PSS, JVM RSS)", f"{f.get('peak_memory_gb', '-')} GB"),
         ("silver bytes per image", f.get("silver_bytes_per_image", "-")),
+        *(silver_rows(f["silver_photos"]) if "silver_photos" in f else []),
     ]
     width = max(len(str(a)) for a, _ in rows)
     print()

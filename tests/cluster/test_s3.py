@@ -136,7 +136,10 @@ def test_s3_run_equals_local_run_and_keeps_credentials_out(
     for table in ("bronze/images", "silver/images", "silver/rejects", "gold/image_features",
                   "gold/image_features_pca", "ops/runs"):
         assert f"lakehouse/{table}/_delta_log/00000000000000000000.json" in keys, table
-    assert any(k.startswith("lakehouse/exports/image_features/part-") for k in keys)
+    latest = s3.get_object(Bucket=BUCKET, Key="lakehouse/exports/image_features.versions/_LATEST")
+    version = latest["Body"].read().decode()
+    assert any(k.startswith(f"lakehouse/exports/image_features.versions/{version}/part-")
+               for k in keys)
     assert any(k.startswith("lakehouse/_spark_events/") for k in keys)
     assert "lakehouse/reports/pca/explained_variance.png" in keys
 

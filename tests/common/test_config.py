@@ -116,3 +116,25 @@ def test_missing_key_in_a_profile_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config("broken", conf_dir=tmp_path)
     assert "missing setting(s) silver.min_side" in str(info.value)
+
+
+@pytest.mark.parametrize("module", ["bronze.job", "silver.job", "gold.job", "common.sql",
+                                    "gold.train_job", "common.pipeline"])
+def test_a_lakehouse_that_is_a_file_is_exit_2_in_one_line(tmp_path: Path, capsys,
+                                                         module: str) -> None:
+    import importlib
+
+    (tmp_path / "photos" / "Kiwi").mkdir(parents=True)
+    (tmp_path / "photos" / "Kiwi" / "k.jpg").write_bytes(b"x")
+    lake = tmp_path / "lake.txt"
+    lake.write_text("not a folder")
+    for given, what in ((lake, "is a file"), (lake / "sub", f"is inside the file {lake}")):
+        argv = ["--lakehouse", str(given), "--source", str(tmp_path / "photos")]
+        if module == "common.sql":
+            argv = ["--lakehouse", str(given), "SELECT 1"]
+        elif module not in ("bronze.job", "common.pipeline"):
+            argv = argv[:2]
+        assert importlib.import_module(module).main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: command line: lakehouse {given} {what}, not a folder"
+    assert lake.read_text() == "not a folder"

@@ -37,3 +37,16 @@ def test_paths_with_spaces_dollars_and_quotes_reach_the_job_as_typed(lakehouse: 
     assert args[args.index("--lakehouse") + 1] == lakehouse
     run = arguments("run", f"LAKEHOUSE={lakehouse}", f"SOURCE={source}")
     assert run[:3] == ["common/pipeline.py", "--source", source]
+    unicode = arguments("bronze", "LAKEHOUSE=/lakes/Pomme d'été ü", "SOURCE=/data/Äpfel $x")
+    assert unicode[:3] == ["bronze/job.py", "--source", "/data/Äpfel $x"]
+    assert unicode[unicode.index("--lakehouse") + 1] == "/lakes/Pomme d'été ü"
+
+
+def test_photos_reach_classify_through_the_environment_split_as_a_shell_would(
+        tmp_path: Path) -> None:
+    printer = ("PY=python3 -c 'import os, shlex; [print(\"<\" + p + \">\") for p in "
+               "shlex.split(os.environ[\"FRUITS_PHOTOS\"])]'")
+    photos = f"\"{tmp_path}/my photo.jpg\" '{tmp_path}/it'\"'\"'s\" ü.heic' $(touch {tmp_path}/x)"
+    assert arguments("classify", printer, f"PHOTOS={photos}") == [
+        f"{tmp_path}/my photo.jpg", f"{tmp_path}/it's\" ü.heic", "$(touch", f"{tmp_path}/x)"]
+    assert not (tmp_path / "x").exists()

@@ -6,7 +6,9 @@ values are tested against the notebook in test_fidelity.py with the real weights
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ def test_incremental_deletes_and_export(spark, lakehouse: Path, tmp_path: Path) 
     run = last_run(spark, lakehouse, "gold")
     assert run["rows_out"] == 4 and run["details"]["model"] == "mobilenet_v2_1.0_224_avgpool@random-seed-0"
     # one engine per Python worker, not per batch: at most one per partition here
-    assert 1 <= run["details"]["engine_builds"] <= 2
+    assert run["details"]["engine_builds"] <= 2  # 0 when a reused worker has it already
     assert run["details"]["batch_size"] == 32  # gold.batch_size 0: TensorFlow's best
 
     assert run["details"]["changes_from"] == "keys"  # the first run: no marker yet
@@ -126,7 +128,7 @@ def test_gold_constraints_reject_a_wrong_vector(spark, lakehouse: Path, tmp_path
     assert spark.read.format("delta").load(location).count() == 0
 
 
-def test_export_grows_by_new_files_when_gold_only_gained_rows(
+def test_export_versions_grow_by_a_new_file_when_gold_only_gained_rows(
     spark, lakehouse: Path, tmp_path: Path
 ) -> None:
     source = tmp_path / "src"
@@ -134,34 +136,63 @@ def test_export_grows_by_new_files_when_gold_only_gained_rows(
         write(source / f"Kiwi/k{i}.jpg", jpeg_bytes(gradient(seed=20 + i)))
     bronze_silver(source, lakehouse)
     assert gold(lakehouse, *RANDOM) == 0
-    export_dir = lakehouse / "exports" / "image_features"
-    first = {p.name: p.stat().st_mtime_ns for p in export_dir.glob("*.parquet")}
-    marker = int((export_dir / "_gold_version").read_text())
-    # What an append killed before its marker would leave: a part above the marker.
-    leftover = export_dir / f"part-v{marker + 1:08d}-00000.parquet"
-    shutil.copy(export_dir / sorted(first)[0], leftover)
+    export = lakehouse / "exports" / "image_features"
+    versions = lakehouse / "exports" / "image_features.versions"
+    assert export.is_symlink()
+    first = export.resolve()
+    assert first.parent == versions and (versions / "_LATEST").read_text() == first.name
+    first_files = {p.name: p.stat().st_ino for p in first.glob("*.parquet")}
+    # what a gold run killed before its switch leaves: a folder nothing points at
+    killed = versions / f"v{int(first.name[1:9]) + 1:08d}-20261201T000000000000Z"
+    killed.mkdir()
+    shutil.copy(first / sorted(first_files)[0], killed / "part-00000.parquet")
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
 
     write(source / "Kiwi/k9.jpg", jpeg_bytes(gradient(seed=29)))
     bronze_silver(source, lakehouse)
     assert gold(lakehouse, *RANDOM) == 0
     run = last_run(spark, lakehouse, "gold")  # silver only appended: read from its log
     assert (run["details"]["changes_from"], run["rows_out"]) == ("log", 1)
-
-    assert int((export_dir / "_gold_version").read_text()) == marker + 1
-    now = {p.name: p.stat().st_mtime_ns for p in export_dir.glob("*.parquet")}
-    # the old files are untouched, one new file holds the new row, the leftover is gone
-    assert set(now) == set(first) | {leftover.name}
-    assert all(now[name] == first[name] for name in first)
-    added = pd.read_parquet(leftover)
-    assert list(added.path) == [f"file:{source / 'Kiwi/k9.jpg'}"]
+    second = export.resolve()
+    assert second != first and run["details"]["export"] == f"{second}"
+    assert (versions / "_LATEST").read_text() == second.name
+    now = {p.name: p.stat().st_ino for p in second.glob("*.parquet")}
+    # the previous files are the same files (hard links), one new file holds the new row
+    new = set(now) - set(first_files)
+    assert all(now[name] == first_files[name] for name in first_files) and len(new) == 1
+    assert list(pd.read_parquet(second / new.pop()).path) == [f"file:{source / 'Kiwi/k9.jpg'}"]
+    assert not killed.exists()  # the killed run's folder, older than the grace period
+    assert first.is_dir()  # the former version: kept for gold.export_keep_minutes
 
     current = gold_features(spark, lakehouse)
-    export = pd.read_parquet(export_dir)
-    assert sorted(export.path) == sorted(current)
-    for row in export.itertuples():
-        assert row.label == "Kiwi"
-        np.testing.assert_array_equal(row.features, np.asarray(current[row.path].features,
-                                                                dtype=np.float32))
+    for read in (export, second):
+        frame = pd.read_parquet(read)
+        assert sorted(frame.path) == sorted(current)
+        for row in frame.itertuples():
+            assert row.label == "Kiwi"
+            np.testing.assert_array_equal(row.features, np.asarray(current[row.path].features,
+                                                                    dtype=np.float32))
+    assert gold(lakehouse, *RANDOM, "--set", "gold.export_keep_minutes=0") == 0  # no change
+    assert export.resolve() == second and not first.exists()
+    assert sorted(p.name for p in versions.iterdir()) == ["_LATEST", second.name]
+
+
+def test_an_export_of_an_older_release_is_moved_aside_and_replaced(
+    spark, lakehouse: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    write(source / "Fig/f.jpg", jpeg_bytes(gradient(seed=3)))
+    bronze_silver(source, lakehouse)
+    export = lakehouse / "exports" / "image_features"
+    export.mkdir(parents=True)  # the plain folder an older release wrote
+    pd.DataFrame({"path": ["old"], "label": ["x"]}).to_parquet(export / "part-0.parquet")
+    (export / "_gold_version").write_text("0")
+    assert gold(lakehouse, *RANDOM) == 0
+    assert export.is_symlink()
+    assert list(pd.read_parquet(export).path) == [f"file:{source / 'Fig/f.jpg'}"]
+    legacy = [p for p in export.parent.joinpath("image_features.versions").iterdir()
+              if p.name.startswith("legacy-")]
+    assert len(legacy) == 1 and (legacy[0] / "_gold_version").read_text() == "0"
 
 
 def test_readers_and_writers_give_the_same_tables(spark, lakehouse: Path,

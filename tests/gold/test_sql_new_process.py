@@ -38,3 +38,9 @@ def test_sql_by_name_from_a_new_process(spark, lakehouse: Path, tmp_path: Path) 
     assert code == 0, output[-2000:]
     lines = [line.split() for line in output.splitlines()]
     assert ["Kiwi", "1"] in lines and ["Mango", "0"] in lines
+
+    # a syntax error and a missing table: Spark's own message, exit 1
+    code, output = submit.run("sql", lakehouse, "--", "SELEC label FROM gold.image_features")
+    assert code == 1 and "error: [PARSE_SYNTAX_ERROR] Syntax error at or near 'SELEC'" in output
+    code, output = submit.run("sql", lakehouse, "--", "SELECT * FROM gold.nothing")
+    assert code == 1 and "error: [TABLE_OR_VIEW_NOT_FOUND]" in output and "gold`.`nothing" in output

@@ -28,7 +28,7 @@ LAYERS = (
     ("silver", ("silver:after_delete", "silver:before_commit", "silver:between_commits",
                 "silver:before_runlog")),
     ("gold", ("gold:before_write", "gold:in_udf", "gold:before_commit", "gold:after_commit",
-              "gold:before_runlog")),
+              "gold:export_before_switch", "gold:before_runlog")),
     ("pca", ("pca:after_model_save", "pca:before_commit", "pca:before_runlog")),
 )
 
@@ -108,6 +108,11 @@ def test_kill_at_every_commit_point_then_rerun(spark, reference, tmp_path: Path)
     tables = snapshot(spark, lakehouse)
     assert tables == expected
     assert_reconciled(tables)
+    # every killed run left its row, which the job's next run marked killed
+    runs = spark.read.format("delta").load(str(lakehouse / "ops/runs")).collect()
+    assert sorted((r.job, r.status) for r in runs) == sorted(
+        [(job, "killed") for job, points in LAYERS for _ in points]
+        + [(job, "succeeded") for job, _ in LAYERS])
 
 
 def test_kill_at_random_moments_then_rerun(spark, reference, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -169,3 +170,58 @@ def test_only_new_and_changed_rows_are_processed(spark, lakehouse: Path, tmp_pat
         assert row.label == "Pear"
         np.testing.assert_array_equal(
             np.frombuffer(row.image, dtype=np.uint8).reshape(224, 224, 3), expected)
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("parent", {"Plum/a.jpg": "Plum", "Plum/2024/b.jpg": "2024", "Fig ü/Summer trip/x/c.png": "x"}),
+    ("first_folder", {"Plum/a.jpg": "Plum", "Plum/2024/b.jpg": "Plum",
+                      "Fig ü/Summer trip/x/c.png": "Fig ü"}),
+])
+def test_labels_follow_the_label_rule_and_a_file_in_the_root_is_no_label(
+    spark, lakehouse: Path, tmp_path: Path, rule: str, expected: dict
+) -> None:
+    source = tmp_path / "my photos"
+    for i, name in enumerate(["loose.jpg", *expected]):
+        write(source / name, jpeg_bytes(gradient(60, 60, seed=i)))
+    assert bronze_main(["--source", str(source), "--lakehouse", str(lakehouse), *OPTS]) == 0
+    assert silver_main(["--lakehouse", str(lakehouse), "--set", "silver.label_rule=folder"]) == 2
+    assert silver_main(["--lakehouse", str(lakehouse), *OPTS,
+                        "--set", f"silver.label_rule={rule}"]) == 0
+    labels = {r.path.split("my photos/")[1]: r.label
+              for r in table(spark, lakehouse, "silver/images").collect()}
+    assert labels == expected
+    rejects = table(spark, lakehouse, "silver/rejects").collect()
+    assert [(r.path, r.label, r.reason) for r in rejects] == [
+        (f"file:{source}/loose.jpg", None, "no_label")]
+    assert rejects[0].error == (f"the file is directly in the source root file:{source}: "
+                                "put it in a folder named after its class")
+
+
+def test_every_phone_format_reaches_silver_and_the_run_counts_outcomes_and_formats(
+    spark, lakehouse: Path, tmp_path: Path, capsys
+) -> None:
+    import pillow_heif  # noqa: F401 - registers HEIF with Pillow (silver does the same)
+
+    source = tmp_path / "src"
+    photo = gradient(120, 90, seed=5)
+    formats = {"HEIF": "IMG_0001.HEIC", "AVIF": "a.avif", "WEBP": "w.webp", "TIFF": "t.tif",
+               "BMP": "b.bmp", "GIF": "g.gif", "PNG": "p.png", "JPEG": "j.jpeg"}
+    for fmt, name in formats.items():
+        write(source / "Kiwi" / name, encoded(photo, fmt))
+    write(source / "Kiwi" / "notes.txt", b"bought on Monday\n")
+    write(source / "Kiwi" / "clip.mov", bytes(range(256)) * 8)
+    write(source / "loose.jpg", jpeg_bytes(photo))
+    pipeline(source, lakehouse)
+
+    images = {r.path for r in table(spark, lakehouse, "silver/images").collect()}
+    assert images == {f"file:{source / 'Kiwi' / name}" for name in formats.values()}
+    rejects = {r.path.rsplit("/", 1)[1]: r.reason
+               for r in table(spark, lakehouse, "silver/rejects").collect()}
+    assert rejects == {"notes.txt": "not_an_image", "clip.mov": "unknown_format",
+                       "loose.jpg": "no_label"}
+    details = last_run(spark, lakehouse, "silver")["details"]
+    assert details["outcomes"] == "images 8, no_label 1, not_an_image 1, unknown_format 1"
+    assert details["formats"] == ("JPEG 2, other 2, AVIF 1, BMP 1, GIF 1, HEIF 1, PNG 1, "
+                                  "TIFF 1, WEBP 1")
+    out = capsys.readouterr().out
+    assert "outcomes=images 8, no_label 1, not_an_image 1, unknown_format 1" in out
