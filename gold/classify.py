@@ -67,10 +67,19 @@ class PhotoClassifier:
         other.__dict__.update(self.__dict__, classifier=classifier)
         return other
 
+    def pixels(self, content: bytes) -> np.ndarray:
+        """uint8 (1, 224, 224, 3): silver's decoding of a photo's bytes;
+        :class:`ImageRejected` if unusable."""
+        return pixels_to_array(decode_for_model(content, self.limits).pixels)[None]
+
+    def features_of(self, pixels: np.ndarray, engine: object | None = None) -> np.ndarray:
+        """float32 (n, 1280): gold's features of :meth:`pixels`, by ``engine`` (one of the
+        same payload's, e.g. the service's pool) or this classifier's own."""
+        return featurize(engine or self.engine, pixels, len(pixels))
+
     def features(self, content: bytes) -> np.ndarray:
         """float32 (1280,) of a photo's bytes; :class:`ImageRejected` if unusable."""
-        image = decode_for_model(content, self.limits)
-        return featurize(self.engine, pixels_to_array(image.pixels)[None], 1)[0]
+        return self.features_of(self.pixels(content))[0]
 
     def classify(self, content: bytes) -> dict:
         """The answer for one photo (see the module doc); raises :class:`ImageRejected`."""

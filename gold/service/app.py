@@ -42,12 +42,10 @@ from common.images import (
     NOT_AN_IMAGE,
     UNKNOWN_FORMAT,
     ImageRejected,
-    decode_for_model,
-    pixels_to_array,
 )
 from gold.classifier import Classifier
 from gold.classify import PhotoClassifier
-from gold.model import build_engine, featurize
+from gold.model import build_engine
 from gold.predict import load_serving, report_root, serving_state
 
 log = logging.getLogger("serve")
@@ -98,10 +96,10 @@ class ModelHolder:
 
     def answer(self, content: bytes) -> dict:
         photos, engines = self.photos, self.engines
-        image = decode_for_model(content, photos.limits)
+        pixels = photos.pixels(content)  # decoded before an engine is taken
         engine = engines.get()
         try:
-            features = featurize(engine, pixels_to_array(image.pixels)[None], 1)
+            features = photos.features_of(pixels, engine)
         finally:
             engines.put(engine)
         return photos.classifier.answers(features)[0]
