@@ -84,6 +84,7 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
             .transform(with_label(config.silver.label_rule, source_roots(spark, config)))
             .transform(with_format)
             .transform(with_decoded_image(limits))
+            .drop("content")  # the file's bytes: decoded, not kept in the checkpoint
             .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
         )
     by_outcome, by_format = outcome_counts(work)

@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.benchmarks import silver_bench
 
-    figures["silver_photos"] = silver_bench.measure(workdir, 48, args.env)
+    figures["silver_photos"] = silver_bench.measure(workdir, 480, args.env)
     OUT.mkdir(exist_ok=True)
     target = results_file(args)
     target.write_text(json.dumps(figures, indent=2))  # kept if the baseline fails
