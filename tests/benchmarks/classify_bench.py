@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     val, studio = DATA / "grocery-store" / "val", DATA / "fruits360-sample"
     with open(ROOT / "conf" / "species.csv", encoding="utf-8") as f:
         species_of = {r["label"]: r["species"] for r in csv.DictReader(f)}
-    result: dict = {"command": "make classify-bench " + " ".join(argv or sys.argv[1:]),
+    result: dict = {"command": "python -m tests.benchmarks.classify_bench "
+                               + " ".join(argv or sys.argv[1:]),
                     "machine": f"{platform.node()} {os.cpu_count()} cores",
                     "date": time.strftime("%Y-%m-%d %H:%M")}
     held_out = (val, studio)
