@@ -457,15 +457,15 @@ def main(argv: list[str] | None = None) -> int:
                              "when the JVM starts, so it must be given here too)")
     # A job's other options (--rebuild, --source, ...) may ride along; they are not ours.
     args, _ = parser.parse_known_args(argv)
+    from common.config import with_cli_values
+
     try:
         config = load_config(args.env, dict(parse_override(s) for s in args.set))
+        if args.lakehouse:
+            config = with_cli_values(config, lakehouse=args.lakehouse)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.lakehouse:
-        from common.config import with_cli_values
-
-        config = with_cli_values(config, lakehouse=args.lakehouse)
     if args.fetch_jars:
         if delta_jars():
             return 0

@@ -119,7 +119,7 @@ def test_missing_key_in_a_profile_file_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("module", ["bronze.job", "silver.job", "gold.job", "common.sql",
-                                    "gold.train_job", "common.pipeline"])
+                                    "gold.train_job", "common.pipeline", "common.spark"])
 def test_a_lakehouse_that_is_a_file_is_exit_2_in_one_line(tmp_path: Path, capsys,
                                                          module: str) -> None:
     import importlib
@@ -132,6 +132,8 @@ def test_a_lakehouse_that_is_a_file_is_exit_2_in_one_line(tmp_path: Path, capsys
         argv = ["--lakehouse", str(given), "--source", str(tmp_path / "photos")]
         if module == "common.sql":
             argv = ["--lakehouse", str(given), "SELECT 1"]
+        elif module == "common.spark":  # what the make targets run before spark-submit
+            argv = ["--submit-args", "--lakehouse", str(given)]
         elif module not in ("bronze.job", "common.pipeline"):
             argv = argv[:2]
         assert importlib.import_module(module).main(argv) == 2
