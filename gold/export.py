@@ -161,10 +161,9 @@ def _switch(spark: SparkSession, export: Export, name: str) -> None:
 
 def _drop_legacy_objects(spark: SparkSession, export: Export) -> None:
     """An older release's export on an object store: files straight under the path."""
-    fs, root = hadoop_fs(spark, export.path)
-    if fs.exists(root) and fs.exists(hadoop_fs(spark, join_path(export.path,
-                                                                LEGACY_MARKER))[1]):
-        fs.delete(root, True)
+    fs, marker = hadoop_fs(spark, join_path(export.path, LEGACY_MARKER))
+    if fs.exists(marker):
+        fs.delete(marker.getParent(), True)
 
 
 def _clean(spark: SparkSession, export: Export, name: str, keep_minutes: int) -> None:

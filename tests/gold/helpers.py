@@ -10,6 +10,8 @@ from gold.job import main as gold_main
 from silver.job import main as silver_main
 
 OPTS = ["--set", "spark.shuffle_partitions=2"]
+# Random weights on the reference engine: for tests of the plumbing, not of feature values.
+RANDOM = ["--weights", "random", "--engine", "tensorflow"]
 
 
 def bronze_silver(source: Path, lakehouse: Path, *bronze_extra: str) -> None:

@@ -9,12 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.gold.helpers import bronze_silver, gold, gold_features
+from tests.gold.helpers import RANDOM, bronze_silver, gold, gold_features
 from tests.imagegen import gradient, jpeg_bytes, write
 
 pytestmark = pytest.mark.slow
-
-RANDOM = ["--weights", "random", "--engine", "tensorflow"]
 
 
 def test_a_reader_looping_during_rewrites_sees_whole_exports(spark, lakehouse: Path,

@@ -17,10 +17,8 @@ import pytest
 
 from gold import model as gold_model
 from gold.model import WeightsError, resolve_weights
-from tests.gold.helpers import bronze_silver, gold, gold_features, last_run
+from tests.gold.helpers import RANDOM, bronze_silver, gold, gold_features, last_run
 from tests.imagegen import gradient, jpeg_bytes, write
-
-RANDOM = ["--weights", "random", "--engine", "tensorflow"]
 
 
 def test_incremental_deletes_and_export(spark, lakehouse: Path, tmp_path: Path) -> None:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.gold.helpers import bronze_silver, gold, gold_features
+from tests.gold.helpers import RANDOM, bronze_silver, gold, gold_features
 from tests.imagegen import gradient, jpeg_bytes, write
 
 pytestmark = pytest.mark.slow
 
-RANDOM = ["--weights", "random", "--engine", "tensorflow"]
 TABLES = ("bronze/images", "silver/images", "silver/rejects", "gold/image_features")
 
 

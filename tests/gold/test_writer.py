@@ -11,10 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from gold.writer import ARROW_SCHEMA, gold_table, open_commit
-from tests.gold.helpers import bronze_silver, gold, gold_features, last_run
+from tests.gold.helpers import RANDOM, bronze_silver, gold, gold_features, last_run
 from tests.imagegen import gradient, jpeg_bytes, write
 
-RANDOM = ["--weights", "random", "--engine", "tensorflow"]
 NOW = datetime(2026, 11, 27, 20, 1, 2, 345678, tzinfo=timezone.utc)
 
 
