@@ -86,10 +86,10 @@ def decode_for_model(content: bytes | None, limits: DecodeLimits, *,
 
 
 # More views of one photo (the classifier's training adds them for real photos): each
-# takes the oriented RGB photo and gives the picture that is then resized to 224x224.
+# takes the photo's 224x224 model input (silver's ``image``) and gives a picture of the
+# same size, so a view costs one inference and no second decoding of the file.
 VIEWS = {
     "mirror": ImageOps.mirror,
-    "square": lambda image: _centre_crop(image, 1.0),
     "crop70": lambda image: _centre_crop(image, 0.7),
 }
 
@@ -101,12 +101,13 @@ def _centre_crop(image: Image.Image, share: float) -> Image.Image:
     return image.crop((left, top, left + side, top + side))
 
 
-def decode_views(content: bytes | None, limits: DecodeLimits, views: tuple[str, ...]
-                 ) -> np.ndarray:
-    """uint8 (len(views), 224, 224, 3): the named :data:`VIEWS` of one photo, decoded as
-    :func:`decode_for_model` decodes it; raises :class:`ImageRejected` as it does."""
-    rgb = decode_rgb(content, limits)[0]
-    return np.stack([np.asarray(VIEWS[name](rgb).resize([IMAGE_SIZE, IMAGE_SIZE]))
+def model_views(pixels: bytes | np.ndarray, views: tuple[str, ...]) -> np.ndarray:
+    """uint8 (len(views), 224, 224, 3): the named :data:`VIEWS` of one model input
+    (silver's 224x224 RGB pixels), each resized back to 224x224 with Pillow's default
+    filter (``crop70``: the centre 156x156 pixels, enlarged)."""
+    array = pixels_to_array(pixels) if isinstance(pixels, bytes) else pixels
+    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    return np.stack([np.asarray(VIEWS[name](image).resize([IMAGE_SIZE, IMAGE_SIZE]))
                      for name in views])
 
 

@@ -41,21 +41,28 @@ import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import Normalizer
-from pyspark.ml.functions import array_to_vector
+from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import Config, ConfigError, is_remote, join_path, local_path
-from common.images import DecodeLimits, ImageRejected, decode_views
+from common.config import (
+    ClassifierSettings,
+    Config,
+    ConfigError,
+    is_remote,
+    join_path,
+    local_path,
+)
+from common.images import model_views
 from common.incremental import read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, local_frame
-from common.tables import BRONZE_IMAGES, CLASSIFIER_MODELS, GOLD_FEATURES
+from common.tables import CLASSIFIER_MODELS, GOLD_FEATURES, SILVER_IMAGES
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
-from gold.model import build_engine, build_payload, featurize
+from gold.model import best_batch_size, build_engine, build_payload, featurize
 from gold.predict import (
     models_root,
     report_root,
@@ -70,6 +77,7 @@ log = logging.getLogger("train")
 
 HOLDOUT_SHARE = 0.2  # without --eval-root
 DEFAULT_SOURCE = "default"
+FIT_SHIFT = 1e-4  # added to every feature the fit sees (dense blocks): see train()
 
 
 def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str]) -> None:
@@ -115,6 +123,15 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
         held_out = bucket < int(1000 * HOLDOUT_SHARE)
         eval_source = F.col("source")
     evaluation = mapped.where(held_out).withColumn("source", eval_source)
+    if eval_roots:
+        found = {r["source"]: r["count"] for r in evaluation.groupBy("source").count().collect()}
+        empty = [r for r in eval_roots if not found.get(r)]
+        if empty:
+            example = mapped.select("path").limit(1).collect()
+            raise ConfigError(
+                f"--eval-root {', '.join(empty)}: no gold row (of a mapped label) has a path "
+                "under it, so nothing would be held out; give the folder the pipeline read"
+                + (f" (gold's paths look like {example[0]['path']})" if example else ""))
     training = mapped.where(~held_out)
     calibrating = bucket >= 1000 - int(1000 * config.classifier.calibration_share)
     fit_rows = training.where(~calibrating).select("label", "species", "source", "features")
@@ -143,7 +160,12 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
         "label", "vector", "source",
         index_of[F.col("species")].alias("target"),
         weight_of[F.concat_ws("\u0000", "source", "species")].alias("weight"),
-    ).cache()
+    )
+    parts = fit_rows.rdd.getNumPartitions()
+    # One partition per core: every L-BFGS iteration is a Spark job over these rows, and
+    # gold's many small files plus the views' partitions would make it dozens of tasks.
+    fit_rows = fit_rows.repartition(spark.sparkContext.defaultParallelism).cache()
+    log.info("fit rows: %d partitions -> %d", parts, fit_rows.rdd.getNumPartitions())
 
     hyper = {"model": "multinomial logistic regression (Spark ML)",
              "features": "sqrt, then L2-normalised", "reg_param": c.reg_param,
@@ -153,13 +175,7 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
              "unknown_false_rate": c.unknown_false_rate}
     log.info("training on %d rows, %d species, %d sources (%s)", total, len(species),
              len({r["source"] for r in counts}), json.dumps(hyper))
-    lr = LogisticRegression(featuresCol="vector", labelCol="target", weightCol="weight",
-                            family="multinomial", regParam=c.reg_param,
-                            elasticNetParam=c.elastic_net, maxIter=c.max_iter,
-                            # the prepared rows have unit length: no per-feature scaling
-                            standardization=False)
-    fitted = lr.fit(fit_rows)
-    log.info("fitted in %d iterations", fitted.summary.totalIterations)
+    coefficients, intercepts = fit_logistic(fit_rows, c)
     centroid_rows = (fit_rows.groupBy("label").agg(Summarizer.mean(F.col("vector")).alias("mean"))
                      .collect())  # one 1280-vector per label
     labels = sorted(r["label"] for r in centroid_rows)
@@ -173,8 +189,8 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     engine = _gold_engine(spark, config)
     draft = Classifier(
         version=version, species=tuple(species),
-        coefficients=fitted.coefficientMatrix.toArray().astype(np.float64),
-        intercepts=fitted.interceptVector.toArray().astype(np.float64),
+        coefficients=coefficients,
+        intercepts=intercepts,
         labels=tuple(labels),
         label_species=np.array([index[label_species[lab]] for lab in labels], dtype=np.int32),
         centroids=unit_rows(np.stack([by_label[lab] for lab in labels])),
@@ -210,17 +226,44 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     log.info("model %s in %s; report in %s; serving: %s", version, folder, report, serving)
 
 
+def fit_logistic(rows: DataFrame, c: ClassifierSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Spark ML's multinomial logistic regression on ``rows`` (``vector``, ``target``,
+    ``weight``) -> (coefficients (classes, features), intercepts (classes,)) for the
+    features as given.
+
+    The fit sees every feature plus :data:`FIT_SHIFT`: a third of MobileNetV2's features
+    are 0, which makes Spark ML stack the rows as sparse blocks, about 7x slower to
+    multiply (docs/design.md, "Dense blocks"). With an intercept the shift changes no
+    prediction: ``W(x + s) + b = Wx + (b + s * row sums of W)``, folded back here.
+    """
+    shifted = array_to_vector(F.transform(vector_to_array("vector"), lambda x: x + FIT_SHIFT))
+    lr = LogisticRegression(featuresCol="vector", labelCol="target", weightCol="weight",
+                            family="multinomial", regParam=c.reg_param,
+                            elasticNetParam=c.elastic_net, maxIter=c.max_iter,
+                            # the prepared rows have unit length: no per-feature scaling
+                            standardization=False,
+                            # rows stacked 16 MB at a time: fewer, larger matrix products
+                            maxBlockSizeInMB=16.0)
+    fitted = lr.fit(rows.withColumn("vector", shifted))
+    log.info("fitted in %d iterations", fitted.summary.totalIterations)
+    coefficients = fitted.coefficientMatrix.toArray().astype(np.float64)
+    intercepts = (fitted.interceptVector.toArray().astype(np.float64)
+                  + FIT_SHIFT * coefficients.sum(axis=1))
+    return coefficients, intercepts
+
+
 def _view_rows(spark: SparkSession, config: Config, training: DataFrame, feature_model: str
                ) -> DataFrame | None:
     """Features of ``classifier.views`` of each training photo of ``classifier.view_sources``
-    (label, species, source, features), from bronze's bytes through gold's own engine and
-    decoding (:func:`common.images.decode_views`); None when there are none to make."""
+    (label, species, source, features): each view is made from the photo's model input in
+    ``silver.images`` (:func:`common.images.model_views`) and featurized by gold's own
+    engine; None when there are none to make."""
     c = config.classifier
     if not c.views or not c.view_sources:
         return None
-    bronze_location = BRONZE_IMAGES.location(config.lakehouse)
-    if not is_delta_table(spark, bronze_location):
-        log.warning("no bronze.images: training without the extra views")
+    silver_location = SILVER_IMAGES.location(config.lakehouse)
+    if not is_delta_table(spark, silver_location):
+        log.warning("no silver.images: training without the extra views")
         return None
     engine_name = _gold_engine(spark, config)
     payload = build_payload(engine_name, config.gold.weights,
@@ -229,38 +272,32 @@ def _view_rows(spark: SparkSession, config: Config, training: DataFrame, feature
         raise ConfigError(f"gold's features come from {feature_model}, but the weights "
                           f"{config.gold.weights!r} are {payload.identity}: give gold's "
                           "weights (--set gold.weights=...) to compute the extra views")
-    bronze = read_pinned(spark, bronze_location)[0].select(
-        "path", "content", F.col("content_hash").alias("_bronze_hash"))
+    silver = read_pinned(spark, silver_location)[0].select(
+        "path", "image", F.col("content_hash").alias("_silver_hash"))
     photos = (training.where(F.col("source").isin(list(c.view_sources)))
               .select("path", "label", "species", "source", "content_hash")
-              .join(bronze, "path")
-              .where(F.col("content_hash") == F.col("_bronze_hash"))  # the photo gold saw
-              .select("label", "species", "source", "content"))
+              .join(silver, "path")
+              .where(F.col("content_hash") == F.col("_silver_hash"))  # the photo gold saw
+              .select("label", "species", "source", "image"))
     shared = spark.sparkContext.broadcast(payload)
-    views, limits = tuple(c.views), DecodeLimits(config.silver.max_pixels,
-                                                 config.silver.min_side)
+    views = tuple(c.views)
     threads = 1  # one engine per task; the tasks fill the cores
 
     def featurize_views(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         engine = None
         for batch in batches:
-            out = {"label": [], "species": [], "source": [], "features": []}
-            for row in batch.itertuples(index=False):
-                try:
-                    pixels = decode_views(row.content, limits, views)
-                except ImageRejected:
-                    continue  # silver quarantined it too: gold never had it
-                engine = engine or build_engine(shared.value, threads)
-                for vector in featurize(engine, pixels, len(views)):
-                    out["label"].append(row.label)
-                    out["species"].append(row.species)
-                    out["source"].append(row.source)
-                    out["features"].append(vector)
-            yield pd.DataFrame(out)
+            if batch.empty:
+                continue
+            engine = engine or build_engine(shared.value, threads)
+            pixels = np.concatenate([model_views(image, views) for image in batch["image"]])
+            vectors = featurize(engine, pixels, best_batch_size(engine_name, threads))
+            repeat = {k: np.repeat(batch[k].to_numpy(), len(views))
+                      for k in ("label", "species", "source")}
+            yield pd.DataFrame({**repeat, "features": list(vectors)})
 
     schema = "label string, species string, source string, features array<float>"
     rows = photos.mapInPandas(featurize_views, schema)
-    log.info("adding %d views (%s) of each training photo of %s, computed by %s",
+    log.info("adding %d view(s) (%s) of each training photo of %s, computed by %s",
              len(views), ", ".join(views), ", ".join(c.view_sources), engine_name)
     return rows
 

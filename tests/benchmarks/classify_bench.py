@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": f"{platform.node()} {os.cpu_count()} cores",
                     "date": time.strftime("%Y-%m-%d %H:%M")}
     held_out = (val, studio)
+    built = Path(args.lakehouse).resolve()
+    built = built.parent / f"{built.name}-source"
+    if built.is_dir():  # a lakehouse --build made earlier: its gold paths are under here
+        held_out = (built / "grocery" / "val", built / "f360-test")
     if args.build:
         held_out = build(Path(args.lakehouse).resolve(), args.env)
     if args.train:

@@ -69,13 +69,17 @@ def test_train_version_serve_predict_incrementally_and_promote(
     paths = gold_rows(spark, lakehouse, labels, 0)
     held_out = gold_rows(spark, lakehouse, [lab for lab in SPECIES for _ in range(3)], 100,
                          folder="eval")
+    # an evaluation root that holds no gold row: exit 2 before any version or table
+    assert train_main([*train, "--eval-root", "file:/nowhere/"]) == 2
+    assert not (lakehouse / "gold" / "classifier_models").exists()
+    assert not (lakehouse / "models" / "classifier").exists()
     assert train_main(train) == 0
     assert serving_state(str(lakehouse)) == {"version": "v0001", "pinned": False}
     models = spark.read.format("delta").load(str(lakehouse / "gold" / "classifier_models"))
     (first,) = models.collect()
     assert (first.version, first.serving, first.species) == ("v0001", True,
                                                               ["Apple", "Banana", "Kiwi"])
-    # 48 mapped rows; 10% (by path hash) calibrate, the others train; Mystery left out
+    # 48 mapped rows; a hashed share calibrates, the others train; Mystery left out
     assert sum(first.rows_per_source.values()) == last_run(spark, lakehouse, "train")["rows_in"]
     assert set(first.rows_per_source) == {"studio", "phone"}
     metrics = json.loads(first.metrics)["sources"]
@@ -158,14 +162,47 @@ def test_spark_prepares_features_as_the_classifier_does(spark) -> None:
     assert np.isclose(np.linalg.norm(expected[0]), 1.0) and not expected[3].any()
 
 
-@pytest.mark.slow
-def test_views_of_real_photos_come_from_bronze_through_golds_engine(
-        spark, lakehouse: Path, imagenet) -> None:
-    from PIL import Image
+def test_the_fit_on_shifted_features_answers_as_a_fit_on_the_features(spark, monkeypatch
+                                                                      ) -> None:
+    """fit_logistic adds FIT_SHIFT to every feature (dense blocks) and folds it back into
+    the intercepts: its answers equal those of Spark ML's fit on the rows as they are.
+    A large shift here, so that a wrong fold could not hide in the tolerance."""
+    from dataclasses import replace
+
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.ml.linalg import Vectors
 
     from common.config import load_config
-    from common.images import DecodeLimits, decode_views
-    from common.tables import BRONZE_IMAGES
+    from gold import train_job
+    from gold.classifier import softmax
+
+    monkeypatch.setattr(train_job, "FIT_SHIFT", 3.0)
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.normal(0, 1, (90, 12)), 0)  # about half the values are 0
+    x[:, :3] += np.repeat(np.eye(3), 30, axis=0) * 1.5  # class k is strong in feature k
+    y, w = np.repeat(np.arange(3), 30), rng.uniform(0.5, 2, 90)
+    frame = spark.createDataFrame(
+        [(Vectors.dense(x[i]), float(y[i]), float(w[i])) for i in range(90)],
+        ["vector", "target", "weight"])
+    settings = replace(load_config("local").classifier, reg_param=0.01, max_iter=500)
+    coefficients, intercepts = train_job.fit_logistic(frame, settings)
+    plain = LogisticRegression(featuresCol="vector", labelCol="target", weightCol="weight",
+                               family="multinomial", regParam=0.01, maxIter=500,
+                               standardization=False).fit(frame)
+    expected = np.array([r["p"] for r in plain.transform(frame).select(
+        vector_to_array("probability").alias("p")).collect()])
+    got = softmax(x @ coefficients.T + intercepts)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert (got.argmax(axis=1) == y).mean() > 0.8  # a model that learned something
+
+
+@pytest.mark.slow
+def test_views_of_real_photos_come_from_silver_through_golds_engine(
+        spark, lakehouse: Path, imagenet) -> None:
+    from common.config import load_config
+    from common.images import DecodeLimits, decode_for_model, model_views, pixels_to_array
+    from common.tables import SILVER_IMAGES
     from gold.model import build_engine, build_payload, featurize
     from gold.train_job import _view_rows
     from tests.gold.service_helpers import fruit, jpeg
@@ -173,26 +210,28 @@ def test_views_of_real_photos_come_from_bronze_through_golds_engine(
     config = load_config("local", {"lakehouse": str(lakehouse),
                                    "classifier.views": ["mirror", "crop70"],
                                    "classifier.view_sources": ["phone"]})
+    limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
     photos = {f"file:/shop/Apple/a{i}.jpg": jpeg(fruit("Apple", i)) for i in range(2)}
     photos["file:/shop/Kiwi/k0.jpg"] = jpeg(fruit("Kiwi", 7, size=(400, 300)))
+    pixels = {p: decode_for_model(c, limits).pixels for p, c in photos.items()}
     now = datetime.now(timezone.utc)
-    bronze = [(p, now, len(c), c, f"h-{p}", "ok", "bronze-run", now) for p, c in photos.items()]
-    spark.createDataFrame(bronze, BRONZE_IMAGES.schema).write.format("delta").mode("append").save(
-        str(ensure_table(spark, BRONZE_IMAGES, str(lakehouse))))
+    silver = [(p, p.split("/")[-2], f"h-{p}", 400, 300, "RGB", pixels[p], "silver-run", now)
+              for p in photos]
+    spark.createDataFrame(silver, SILVER_IMAGES.schema).write.format("delta").mode(
+        "append").save(str(ensure_table(spark, SILVER_IMAGES, str(lakehouse))))
     payload = build_payload("tflite", config.gold.weights, cache=lakehouse / "models")
     training = spark.createDataFrame(
         [(p, p.split("/")[-2], p.split("/")[-2], "phone", f"h-{p}", [0.0] * 1280)
          for p in photos]
-        # a studio row (no views), and a phone row whose bronze bytes changed since gold
+        # a studio row (no views), and a phone row whose silver image changed since gold
         + [("file:/studio/Apple/s.jpg", "Apple", "Apple", "studio", "h-s", [0.0] * 1280),
            ("file:/shop/Kiwi/k0.jpg", "Kiwi", "Kiwi", "phone", "h-stale", [0.0] * 1280)],
         "path string, label string, species string, source string, content_hash string, "
         "features array<float>")
     rows = _view_rows(spark, config, training, payload.identity).collect()
     engine = build_engine(payload, 1)
-    limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
-    expected = {p: featurize(engine, decode_views(c, limits, ("mirror", "crop70")), 2)
-                for p, c in photos.items()}
+    expected = {p: featurize(engine, model_views(pixels[p], ("mirror", "crop70")), 1)
+                for p in photos}
     assert len(rows) == 2 * len(photos)
     for path, vectors in expected.items():
         label = path.split("/")[-2]
@@ -202,6 +241,5 @@ def test_views_of_real_photos_come_from_bronze_through_golds_engine(
     assert {(r["label"], r["species"], r["source"]) for r in rows} == {
         ("Apple", "Apple", "phone"), ("Kiwi", "Kiwi", "phone")}
     # A view is another picture: far from the photo's own features.
-    own = featurize(engine, np.stack([np.asarray(Image.open(__import__("io").BytesIO(
-        photos["file:/shop/Kiwi/k0.jpg"])).resize([224, 224]))]), 1)[0]
+    own = featurize(engine, pixels_to_array(pixels["file:/shop/Kiwi/k0.jpg"])[None], 1)[0]
     assert np.abs(expected["file:/shop/Kiwi/k0.jpg"][1] - own).max() > 0.1
