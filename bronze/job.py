@@ -60,6 +60,7 @@ from bronze.transform import (
 )
 from common.config import Config, ConfigError, is_remote, local_path
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, local_frame, path_exists
 from common.tables import BRONZE_IMAGES
@@ -230,6 +231,14 @@ def _ingest_chunk(
     write(in_table_order(rows).coalesce(max(2, -(-size // (128 << 20)))))
     files.unpersist()
     return read, len(unreadable)
+
+
+LAYER = Layer(
+    "bronze",
+    body=lambda config, options: functools.partial(ingest, sync_deletes=options.sync_deletes),
+    check=check_source,
+    details=run_details,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

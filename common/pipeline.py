@@ -1,4 +1,5 @@
-"""The whole pipeline in one Spark application: bronze, silver, gold, PCA, then predict.
+"""The whole pipeline in one Spark application: the layers of :mod:`common.layers`
+(bronze, silver, gold, PCA, then predict).
 
     spark-submit $(python -m common.spark --submit-args --env local) \\
         common/pipeline.py --source DIR --lakehouse DIR [--no-pca] [--sync-deletes]
@@ -22,7 +23,6 @@ import logging
 import sys
 import time
 
-from bronze.job import check_source, ingest, run_details
 from common.config import Config
 from common.jobs import (
     EXIT_OK,
@@ -31,31 +31,20 @@ from common.jobs import (
     parse_or_exit,
     run_layer,
 )
+from common.layers import Layer, PipelineOptions, pipeline_layers
 from common.log import setup_logging
 from common.spark import build_session, register_tables
 from common.sql import print_summary
-from gold.job import featurize_new
-from gold.pca_job import reduce_features
-from gold.predict_job import has_model, predict_new
-from silver.job import refine
 
 log = logging.getLogger("pipeline")
 
 
-def layers(config: Config, *, sync_deletes: bool, pca: bool) -> list[tuple[str, object]]:
-    """(job name, body) of each layer, in order."""
-    steps = [
-        ("bronze", functools.partial(ingest, sync_deletes=sync_deletes)),
-        ("silver", refine),
-        ("gold", functools.partial(featurize_new, rebuild=False)),
-    ]
-    if pca:
-        steps.append(("pca", functools.partial(reduce_features, refit=False, optional=True)))
-    if has_model(config):
-        steps.append(("predict", predict_new))
-    else:
-        log.info("predict skipped: no classifier trained in this lakehouse yet (make train)")
-    return steps
+def checked(config: Config, layers: list[Layer]) -> Config:
+    """Every layer's own check, in order, before any layer runs (fail fast)."""
+    for layer in layers:
+        if layer.check is not None:
+            config = layer.check(config)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,26 +55,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="gold: imagenet (default), random, or a .h5 path")
     parser.add_argument("--engine", help="gold: tflite (default), onnx, or tensorflow")
     parser.add_argument("--no-pca", action="store_true", help="stop after gold")
+    layers = pipeline_layers()
     parsed = parse_or_exit(
         parser,
         argv,
-        lambda a: check_source(
-            config_from_args(a, source=a.source, weights=a.weights, engine=a.engine)
+        lambda a: checked(
+            config_from_args(a, source=a.source, weights=a.weights, engine=a.engine), layers
         ),
     )
     if isinstance(parsed, int):
         return parsed
     args, config = parsed
     setup_logging(args.log_level)
+    options = PipelineOptions(sync_deletes=args.sync_deletes, pca=not args.no_pca)
     started = time.monotonic()
     session = functools.lru_cache(maxsize=1)(
         lambda: build_session(config, "fruits-pipeline", register=False)
     )
-    for job, body in layers(config, sync_deletes=args.sync_deletes, pca=not args.no_pca):
-        code = run_layer(job, config, body, session,
-                         run_details(config) if job == "bronze" else None)
+    for layer in layers:
+        body = layer.body(config, options)
+        if body is None:
+            continue
+        details = layer.details(config) if layer.details else None
+        code = run_layer(layer.job, config, body, session, details)
         if code != EXIT_OK:
-            print(f"pipeline stopped at {job} (exit code {code}); the layers before it "
+            print(f"pipeline stopped at {layer.job} (exit code {code}); the layers before it "
                   "kept what they committed. Fix the cause and run again.", file=sys.stderr)
             return code
     print(f"pipeline succeeded in {time.monotonic() - started:.1f}s")

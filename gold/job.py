@@ -48,6 +48,7 @@ from common.incremental import (
     sync_marker,
 )
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, session_conf
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
@@ -239,6 +240,10 @@ def _split_bytes(spark: SparkSession, config: Config, work_bytes: int) -> int:
     on 2,020 images, 8 MB splits 140 img/s, 64 MB 155)."""
     tasks = 4 * spark.sparkContext.defaultParallelism
     return int(min(128 << 20, max(config.gold.partition_bytes, work_bytes // tasks)))
+
+
+LAYER = Layer("gold", body=lambda config, options: functools.partial(
+    featurize_new, rebuild=False))
 
 
 def main(argv: list[str] | None = None) -> int:

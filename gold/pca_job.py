@@ -36,6 +36,7 @@ from pyspark.sql import functions as F
 from common.config import Config, ConfigError, is_remote, join_path, local_path
 from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.layers import Layer
 from common.runlog import Run
 from common.spark import (
     ensure_table,
@@ -248,6 +249,10 @@ def _publish(spark: SparkSession, folder: Path, target: str) -> None:
     # ("Cannot get relative path") in hadoop-aws 3.4.1.
     for file in folder.iterdir():
         write_bytes(spark, join_path(target, file.name), file.read_bytes())
+
+
+LAYER = Layer("pca", body=lambda config, options: functools.partial(
+    reduce_features, refit=False, optional=True) if options.pca else None)
 
 
 def main(argv: list[str] | None = None) -> int:

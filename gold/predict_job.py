@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from common.config import Config, ConfigError
 from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table
 from common.tables import GOLD_FEATURES, GOLD_PREDICTIONS
@@ -68,6 +69,17 @@ def predict_new(spark: SparkSession, config: Config, run: Run) -> None:
     run.details.update(model_version=classifier.version, repredicted=outdated)
     log.info("predictions of %s: %d rows predicted, %d removed", classifier.version,
              run.rows_in, run.rows_deleted)
+
+
+def _pipeline_body(config: Config):  # noqa: ANN202 - the body, or None
+    """The pipeline's last step once a classifier is trained; skipped before."""
+    if has_model(config):
+        return predict_new
+    log.info("predict skipped: no classifier trained in this lakehouse yet (make train)")
+    return None
+
+
+LAYER = Layer("predict", body=lambda config, options: _pipeline_body(config))
 
 
 def main(argv: list[str] | None = None) -> int:

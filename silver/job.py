@@ -32,6 +32,7 @@ from common.incremental import (
     sync_marker,
 )
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, session_conf
 from common.tables import BRONZE_IMAGES, OPS_RUNS, SILVER_IMAGES, SILVER_REJECTS
@@ -136,6 +137,9 @@ def source_roots(spark: SparkSession, config: Config):  # noqa: ANN201 - a DataF
     return (spark.read.format("delta").load(location).where(F.col("job") == "bronze")
             .select("run_id", F.get_json_object("details", "$.source_uri").alias("source_uri"))
             .where(F.col("source_uri").isNotNull()))
+
+
+LAYER = Layer("silver", body=lambda config, options: refine)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,3 +67,66 @@ def test_bad_arguments_stop_the_pipeline_before_anything_is_created(tmp_path: Pa
     assert main(["--source", str(tmp_path / "missing"), "--lakehouse", str(lakehouse)]) == 2
     assert main(["--lakehouse", str(lakehouse)]) == 2
     assert not lakehouse.exists()
+
+
+def test_common_imports_no_layer_and_the_pipeline_finds_each_registered_layer() -> None:
+    import ast
+
+    from common.layers import pipeline_layers
+
+    root = Path(__file__).resolve().parents[2]
+    for module in sorted((root / "common").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in ("bronze", "silver", "gold"), (
+                    f"{module.name} imports {name}")
+    assert [layer.job for layer in pipeline_layers()] == [
+        "bronze", "silver", "gold", "pca", "predict"]
+
+
+def test_pca_and_predict_step_out_of_the_pipeline_when_asked_or_without_a_model(
+        tmp_path: Path) -> None:
+    from common.config import load_config
+    from common.layers import PipelineOptions
+    from gold import pca_job, predict_job
+
+    config = load_config("local", {"lakehouse": str(tmp_path / "lh")})
+    assert pca_job.LAYER.body(config, PipelineOptions(pca=False)) is None
+    assert pca_job.LAYER.body(config, PipelineOptions()) is not None
+    assert predict_job.LAYER.body(config, PipelineOptions()) is None  # nothing trained
+    version = tmp_path / "lh" / "models" / "classifier" / "v0001"
+    version.mkdir(parents=True)
+    (version / "classifier.json").write_text("{}")  # a complete version serves
+    assert predict_job.LAYER.body(config, PipelineOptions()) is predict_job.predict_new
+
+
+def _count_bronze(spark, config, run) -> None:  # noqa: ANN001 - a test layer's body
+    run.rows_out = spark.read.format("delta").load(f"{config.lakehouse}/bronze/images").count()
+    run.details["seen_by"] = "extra"
+
+
+def _extra_layer():  # noqa: ANN202
+    from common.layers import Layer
+
+    return Layer("extra", body=lambda config, options: _count_bronze)
+
+
+def test_a_layer_registered_by_one_line_runs_in_the_pipeline(
+        spark, lakehouse: Path, tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from common import layers
+    from common.pipeline import main
+
+    monkeypatch.setattr(sys.modules[__name__], "LAYER", _extra_layer(), raising=False)
+    monkeypatch.setattr(layers, "PIPELINE", ("bronze.job", __name__))
+    source = tmp_path / "photos"
+    for i in range(3):
+        write(source / "Fig" / f"f{i}.jpg", jpeg_bytes(gradient(seed=60 + i)))
+    assert main(["--source", str(source), "--lakehouse", str(lakehouse)]) == 0
+    runs = _table(spark, lakehouse, "ops/runs").orderBy("started_at").collect()
+    assert [(r.job, r.status, r.rows_out) for r in runs] == [
+        ("bronze", "succeeded", 3), ("extra", "succeeded", 3)]
+    assert json.loads(runs[1].details)["seen_by"] == "extra"
