@@ -26,11 +26,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
-from common.config import ENGINES, ConfigError
+from common.config import ConfigError
 
 # TensorFlow's C++ start-up chatter is not progress a user needs to see.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -187,14 +188,13 @@ def build_payload(engine: str, source: str, cache: Path | None = None) -> ModelP
     these weights is kept in ``cache/<engine>/`` and reused: an incremental run then needs
     neither TensorFlow nor the conversion.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}")
-    if engine in CONVERTERS and cache is not None:
+    kind = engine_kind(engine)
+    if kind.convert is not None and cache is not None:
         _, identity = resolve_weights(source)
         cached = cache / engine / _cache_name(engine, identity)
         if cached.is_file():
             return ModelPayload(engine, identity, converted=cached.read_bytes())
-    if engine == "tensorflow":
+    if kind.convert is None:
         weights, identity = load_weights(source)
         return ModelPayload(engine, identity, weights=weights)
     converted, identity = _convert(engine, source)
@@ -234,21 +234,33 @@ def _convert(engine: str, source: str) -> tuple[bytes, str]:
 
 def _load_and_convert(engine: str, source: str) -> tuple[bytes, str]:
     weights, identity = load_weights(source)
-    return CONVERTERS[engine](weights), identity
+    convert = engine_kind(engine).convert
+    assert convert is not None
+    return convert(weights), identity
 
 
 def _cache_name(engine: str, identity: str) -> str:
     """The file name of a conversion: the weights and every tool that shaped the bytes."""
+    safe = identity.replace("@", "-").replace(":", "-")
+    tools = engine_kind(engine).tools
+    assert tools is not None
+    return f"{safe}-{tools()}"
+
+
+def _onnx_tools() -> str:
+    from importlib.metadata import version
+
+    return f"opset{ONNX_OPSET}-tf2onnx{version('tf2onnx')}.onnx"
+
+
+def _tflite_tools() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    safe = identity.replace("@", "-").replace(":", "-")
-    if engine == "onnx":
-        return f"{safe}-opset{ONNX_OPSET}-tf2onnx{version('tf2onnx')}.onnx"
     try:
         tensorflow = version("tensorflow-cpu")
     except PackageNotFoundError:  # the full package instead of the CPU-only one
         tensorflow = version("tensorflow")
-    return f"{safe}-tensorflow{tensorflow}.tflite"
+    return f"tensorflow{tensorflow}.tflite"
 
 
 def to_onnx(weights: list[np.ndarray]) -> bytes:
@@ -280,9 +292,6 @@ def to_tflite(weights: list[np.ndarray]) -> bytes:
     # The converter exports a SavedModel first and prints its endpoints: not for users.
     with contextlib.redirect_stdout(io.StringIO()):
         return converter.convert()
-
-
-CONVERTERS = {"onnx": to_onnx, "tflite": to_tflite}
 
 
 class _PreprocessingEngine:
@@ -365,31 +374,57 @@ class TfliteEngine:
         return self._interpreter.get_tensor(self._output)  # a copy
 
 
+@dataclass(frozen=True)
+class EngineKind:
+    """One inference engine, as the registry :data:`ENGINE_KINDS` knows it.
+
+    ``convert`` makes its model from the weights on the driver (None: the runtime takes
+    the weights themselves); ``runtime(model, threads)`` builds it on a worker from that
+    model; ``best_batch(threads)`` is its best number of images per call when
+    ``gold.batch_size`` is 0; ``tools()`` names, in a cached conversion's file name, the
+    tool versions that shaped its bytes.
+    """
+
+    name: str
+    runtime: Callable[[Any, int], Engine]
+    best_batch: Callable[[int], int]
+    convert: Callable[[list[np.ndarray]], bytes] | None = None
+    tools: Callable[[], str] | None = None
+
+
+# Best images per call, measured (gold.batch_size = 0). ONNX Runtime with one thread is
+# fastest one image per call (alone, one thread: 131-140 images/s at 1 against 124-129 at
+# 8; in gold on 20,391 images, two workers: 214.7 and 218.9 against 208.6 and 211.1); more
+# threads need a batch to share (two threads: best at 8-16). LiteRT is fastest one image
+# per call with one thread or two (alone: 150 images/s at 1 against 127 at 8 with one
+# thread; 287 against 237 with two). TensorFlow pays a fixed cost per call: 32.
+ENGINE_KINDS = {kind.name: kind for kind in (
+    EngineKind("tensorflow", TensorflowEngine, best_batch=lambda threads: 32),
+    EngineKind("onnx", OnnxEngine, best_batch=lambda threads: 1 if threads <= 1 else 8,
+               convert=to_onnx, tools=_onnx_tools),
+    EngineKind("tflite", TfliteEngine, best_batch=lambda threads: 1,
+               convert=to_tflite, tools=_tflite_tools),
+)}
+
+
+def engine_kind(engine: str) -> EngineKind:
+    try:
+        return ENGINE_KINDS[engine]
+    except KeyError:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_KINDS)}") from None
+
+
 def build_engine(payload: ModelPayload, threads: int) -> Engine:
-    if payload.engine == "tensorflow":
-        assert payload.weights is not None
-        return TensorflowEngine(payload.weights, threads)
-    assert payload.converted is not None
-    if payload.engine == "tflite":
-        return TfliteEngine(payload.converted, threads)
-    return OnnxEngine(payload.converted, threads)
+    """A worker's engine for the driver's payload, with ``threads`` threads."""
+    kind = engine_kind(payload.engine)
+    model = payload.weights if kind.convert is None else payload.converted
+    assert model is not None
+    return kind.runtime(model, threads)
 
 
 def best_batch_size(engine: str, threads: int) -> int:
-    """Images per model call when ``gold.batch_size`` is 0.
-
-    ONNX Runtime with one thread is fastest one image per call (alone, one thread:
-    131-140 images/s at 1 against 124-129 at 8; in gold on 20,391 images, two workers:
-    214.7 and 218.9 against 208.6 and 211.1); more threads need a batch to share (two
-    threads: best at 8-16). LiteRT is fastest one image per call with one thread or two
-    (alone: 150 images/s at 1 against 127 at 8 with one thread; 287 against 237 with
-    two). TensorFlow pays a fixed cost per call: 32.
-    """
-    if engine == "tensorflow":
-        return 32
-    if engine == "tflite":
-        return 1
-    return 1 if threads <= 1 else 8
+    """Images per model call when ``gold.batch_size`` is 0 (see :data:`ENGINE_KINDS`)."""
+    return engine_kind(engine).best_batch(threads)
 
 
 def featurize(engine: Engine, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,8 @@ def test_converted_engine_equals_keras_and_its_conversion_is_cached(
         raise AssertionError("the cached conversion should have been used")
 
     monkeypatch.setattr(model, "load_weights", must_not_run)
-    monkeypatch.setitem(model.CONVERTERS, engine, must_not_run)
+    monkeypatch.setitem(model.ENGINE_KINDS, engine,
+                        replace(model.ENGINE_KINDS[engine], convert=must_not_run))
     again = model.build_payload(engine, "random", cache=tmp_path)
     assert (again.engine, again.identity, again.converted) == (
         engine, payload.identity, payload.converted)
@@ -73,6 +75,14 @@ def test_each_engine_has_its_best_batch_size() -> None:
     assert model.best_batch_size("onnx", 1) == 1
     assert model.best_batch_size("onnx", 2) == 8
     assert model.best_batch_size("tensorflow", 1) == 32
+
+
+def test_the_engine_registry_holds_every_engine_the_settings_accept() -> None:
+    from common.config import ENGINES
+
+    assert sorted(model.ENGINE_KINDS) == sorted(ENGINES)
+    assert model.ENGINE_KINDS["tensorflow"].convert is None  # runs the weights themselves
+    assert {n for n, k in model.ENGINE_KINDS.items() if k.convert} == {"onnx", "tflite"}
 
 
 def test_an_unknown_engine_is_refused_before_any_work(tmp_path: Path) -> None:
