@@ -48,7 +48,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 setup: $(STAMP) $(JARS) ## create .venv, install, fetch the Delta jars, build the JVM class archive (once; quiet when done)
-	@$(PY) -m common.jvm --build
+	@$(PY) -m common.jvm_build
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -112,8 +112,8 @@ sql-shell: setup ## interactive spark-sql shell with the lakehouse tables regist
 	  --conf spark.hadoop.javax.jdo.option.ConnectionURL='jdbc:derby:memory:metastore;create=true' \
 	  -i "$$FRUITS_LAKEHOUSE/_catalog/register.sql" $(SQL_ARGS)
 
-jvm-archive: $(STAMP) $(JARS) ## rebuild the JVM class archive that speeds up every job's start (common/jvm.py)
-	$(PY) -m common.jvm --force
+jvm-archive: $(STAMP) $(JARS) ## rebuild the JVM class archive that speeds up every job's start (common/jvm_build.py)
+	$(PY) -m common.jvm_build --force
 
 demo: setup ## (re)generate the demo image set in DEMO_DIR
 	$(PY) -m common.demo --out "$$FRUITS_DEMO_DIR"

@@ -58,11 +58,12 @@ from bronze.transform import (
     to_unread_rows,
     with_image_extension,
 )
-from common.config import Config, ConfigError, is_remote, local_path
+from common.config import Config, ConfigError
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, local_frame, path_exists
+from common.spark import ensure_table, local_frame
+from common.storage import local_path, path_exists, storage_of
 from common.tables import BRONZE_IMAGES
 
 log = logging.getLogger("bronze")
@@ -72,7 +73,7 @@ def check_source(config: Config) -> Config:
     """Fail fast, before Spark starts, on a source that is missing, unreadable or empty."""
     if not config.source:
         raise ConfigError("no image source: give --source DIR (make: SOURCE=DIR)")
-    if is_remote(config.source):
+    if not storage_of(config.source).direct:
         return config  # checked through Hadoop's FileSystem once Spark is up
     root = local_path(config.source)
     if not root.exists():
@@ -91,12 +92,12 @@ def run_details(config: Config) -> dict:
     the paths this run writes (``file:/abs/root`` or ``s3a://bucket/root``), from which
     silver takes each row's label (:func:`silver.transform.with_label`)."""
     root = config.source.rstrip("/")
-    return {"source_uri": root if is_remote(root) else f"file:{root}"}
+    return {"source_uri": storage_of(root).uri(root)}
 
 
 def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool) -> None:
     """Bring ``bronze.images`` up to date with the source folder (see module docstring)."""
-    if is_remote(config.source) and not path_exists(spark, config.source):
+    if not storage_of(config.source).exists(spark, config.source):
         raise ConfigError(f"source {config.source} does not exist")
     location = ensure_table(spark, BRONZE_IMAGES, config.lakehouse)
     now = datetime.now(timezone.utc)
@@ -163,7 +164,7 @@ def _compare(spark: SparkSession, config: Config, location: str, run: Run) -> _L
     this process (:func:`known_files`): no Spark job at all when nothing changed.
     Otherwise Spark lists (object stores) and joins.
     """
-    known = None if is_remote(config.source) else known_files(spark, location)
+    known = known_files(spark, location) if storage_of(config.source).direct else None
     if known is not None:
         listing = image_files(local_listing(spark, config.source), config.bronze.extensions)
         run.rows_in = len(listing)

@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import is_remote, local_path
 from common.incremental import data_files
-from common.spark import hadoop_fs, local_frame, path_exists, session_conf
+from common.spark import local_frame, session_conf
+from common.storage import hadoop_fs, local_path, path_exists, storage_of
 
 log = logging.getLogger("bronze")
 
@@ -48,7 +48,7 @@ def local_file_settings(spark: SparkSession, location: str) -> Iterator[None]:
     """:data:`LOCAL_FILE_SETTINGS` for the queries inside the block when ``location`` is
     local (listing happens when a frame is loaded; task packing when it is planned)."""
     with contextlib.ExitStack() as stack:
-        if not is_remote(location):
+        if storage_of(location).direct:
             for key, value in LOCAL_FILE_SETTINGS.items():
                 stack.enter_context(session_conf(spark, key, value))
         yield
@@ -71,7 +71,7 @@ def list_source(spark: SparkSession, source: str) -> DataFrame:
     A local source is walked by this process; an object store (s3a://, hdfs://) is
     listed by Spark, which lists it in parallel.
     """
-    if is_remote(source):
+    if not storage_of(source).direct:
         return _list_with_spark(spark, source)
     return _list_local(spark, source)
 
@@ -237,7 +237,7 @@ def known_files(spark: SparkSession, location: str) -> pd.DataFrame | None:
     checksum, more files than Delta lists there), this returns None and the caller asks
     Spark. Only the three columns are read, never the images.
     """
-    if is_remote(location):
+    if not storage_of(location).direct:
         return None
     found = data_files(spark, location)
     if found is None:

@@ -23,6 +23,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from common.storage import join_path, local_path, storage_of
+
 # The profiles: conf/ of the source tree, or FRUITS_CONF_DIR where the code runs from an
 # installed wheel (EMR: the bootstrap action puts them in /opt/fruits/conf).
 CONF_DIR = Path(os.environ.get("FRUITS_CONF_DIR") or Path(__file__).resolve().parent.parent / "conf")
@@ -149,25 +151,6 @@ IMAGE_READERS = ("auto", "workers", "spark")
 WRITERS = ("auto", "workers", "spark")
 # Parquet codecs for silver.images' files (Spark's names; every one is read by pyarrow).
 IMAGE_CODECS = ("zstd", "lz4_raw", "snappy", "uncompressed")
-
-
-def join_path(root: str, *parts: str) -> str:
-    """Join path parts onto a local path or a URI (``s3a://bucket/x``) alike."""
-    return "/".join([root.rstrip("/"), *parts])
-
-
-def is_remote(path: str) -> bool:
-    """True for URIs such as ``s3a://``; ``file:`` and plain paths are local."""
-    return "://" in path and not path.startswith("file:")
-
-
-def local_path(path: str) -> Path:
-    """A local filesystem path from a plain path or a ``file:`` URI."""
-    if path.startswith("file://"):
-        return Path(path[len("file://") :])
-    if path.startswith("file:"):
-        return Path(path[len("file:") :])
-    return Path(path)
 
 
 BASE_PROFILE = "base"
@@ -337,7 +320,7 @@ def _validate(config: Config, file: str) -> Config:
 
     if not config.lakehouse:
         raise ConfigError(f"{file}: lakehouse must name a folder or URI")
-    if not is_remote(config.lakehouse):
+    if storage_of(config.lakehouse).direct:
         _check_local_folder("lakehouse", config.lakehouse, file)
     if not config.bronze.extensions:
         raise ConfigError(f"{file}: bronze.extensions must list at least one file ending")
@@ -391,7 +374,7 @@ def _validate(config: Config, file: str) -> Config:
             f"{file}: gold.image_reader must be one of {', '.join(IMAGE_READERS)}, "
             f"got {config.gold.image_reader!r}"
         )
-    if config.gold.image_reader == "workers" and is_remote(config.lakehouse):
+    if config.gold.image_reader == "workers" and not storage_of(config.lakehouse).direct:
         raise ConfigError(
             f"{file}: gold.image_reader is workers, but the lakehouse {config.lakehouse} is "
             "not on a local filesystem; the workers read local silver files only. Use auto "
@@ -401,7 +384,7 @@ def _validate(config: Config, file: str) -> Config:
         raise ConfigError(
             f"{file}: gold.writer must be one of {', '.join(WRITERS)}, got {config.gold.writer!r}"
         )
-    if config.gold.writer == "workers" and is_remote(config.lakehouse):
+    if config.gold.writer == "workers" and not storage_of(config.lakehouse).direct:
         raise ConfigError(
             f"{file}: gold.writer is workers, but the lakehouse {config.lakehouse} is not on a "
             "local filesystem; the workers write local files only. Use auto or spark."
@@ -448,9 +431,7 @@ def _validate(config: Config, file: str) -> Config:
 
 def _absolutize(config: Config) -> Config:
     def absolute(path: str) -> str:
-        if not path or is_remote(path):
-            return path
-        return str(local_path(os.path.expanduser(path)).resolve())
+        return storage_of(path).absolute(path) if path else path
 
     gold = dataclasses.replace(config.gold, export_path=absolute(config.gold.export_path))
     spark = dataclasses.replace(config.spark, event_log_dir=absolute(config.spark.event_log_dir))

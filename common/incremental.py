@@ -42,7 +42,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.config import join_path, memory_bytes
-from common.spark import latest_version, read_text
+from common.spark import latest_version
+from common.storage import read_text
 
 KEYS = ("path", "content_hash")
 # Which table a key row comes from in :func:`changes`: the upstream table, or the i-th

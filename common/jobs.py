@@ -9,30 +9,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from common.config import (
     Config,
     ConfigError,
-    is_remote,
     join_path,
     load_config,
-    local_path,
     parse_override,
     with_cli_values,
 )
 from common.log import setup_logging
 from common.runlog import Run, forget_run, new_run_id, start_run, write_run
 from common.spark import LakehouseError, build_session
+from common.storage import LockBusy, storage_of
 
 log = logging.getLogger(__name__)
 
@@ -82,39 +78,21 @@ def config_from_args(args: argparse.Namespace, **cli_values: str | None) -> Conf
 
 @contextlib.contextmanager
 def job_lock(config: Config, job: str) -> Iterator[None]:
-    """Hold ``<lakehouse>/_locks/<job>.lock`` for the run (local lakehouses).
-
-    ``flock`` is released by the kernel when the process dies, even by SIGKILL, so a
-    killed run never leaves a stale lock. On object stores (s3a://) there is no lock:
-    Delta's optimistic concurrency rejects the conflicting commit instead.
-    """
-    if is_remote(config.lakehouse):
-        yield
-        return
-    lock_dir = local_path(join_path(config.lakehouse, "_locks"))
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = Path(lock_dir, f"{job}.lock")
-    with open(path, "a+", encoding="utf-8") as handle:
+    """Hold the lakehouse's lock of ``job`` for the run (:meth:`common.storage.Storage.lock`:
+    ``<lakehouse>/_locks/<job>.lock`` on a local lakehouse, released by the kernel when the
+    process dies, even by SIGKILL; none on an object store, where Delta's optimistic
+    concurrency rejects the conflicting commit instead)."""
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            stack.enter_context(storage_of(config.lakehouse).lock(
+                join_path(config.lakehouse, "_locks"), job, wait=False))
+        except LockBusy as busy:
             raise JobBusyError(
-                f"another {job} run is in progress on {config.lakehouse} ({holder}); "
+                f"another {job} run is in progress on {config.lakehouse} ({busy}); "
                 "it was not started twice. Wait for it to finish, then run again: "
                 "the next run picks up whatever is left."
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 # What holds memory in each job, so an out-of-memory message names the setting to lower.
@@ -218,7 +196,7 @@ def run_layer(
             spark = session()
             try:
                 log.info("%s run %s on lakehouse %s", job, run.run_id, config.lakehouse)
-                start_run(spark, config, run, own_lock=not is_remote(config.lakehouse))
+                start_run(spark, config, run, own_lock=storage_of(config.lakehouse).locks)
                 body(spark, config, run)
                 run.finish("succeeded")
                 fault_point(f"{job}:before_runlog")

@@ -22,8 +22,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from common.config import Config, is_remote, local_path
+from common.config import Config
 from common.spark import ensure_table, local_frame
+from common.storage import local_path, storage_of
 from common.tables import OPS_RUNS
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def _running_rows(spark: SparkSession, location: str) -> list[tuple[str, str, st
 
     from common.incremental import data_files
 
-    listed = data_files(spark, location) if not is_remote(location) else None
+    listed = data_files(spark, location) if storage_of(location).direct else None
     if listed is not None:
         columns = ["job", "run_id", "details", "status"]
         if not listed[1]:

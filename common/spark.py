@@ -29,13 +29,12 @@ from pyspark.sql.types import StructType
 from common.config import (
     Config,
     ConfigError,
-    is_remote,
     load_config,
-    local_path,
     memory_bytes,
     parse_override,
 )
 from common.jvm import IVY_DIR, PROJECT_ROOT, archive_option, delta_jars
+from common.storage import hadoop_fs, join_path, local_path, path_exists, storage_of
 from common.tables import ALL_TABLES, PAYLOAD_COLUMNS, TableSpec
 
 log = logging.getLogger(__name__)
@@ -173,7 +172,7 @@ def build_session(config: Config, app_name: str, *, register: bool = True) -> Sp
     With ``register`` (the default) the tables that exist under the lakehouse are
     registered by name; jobs skip it and register the tables they write.
     """
-    if not is_remote(config.event_log_dir):
+    if storage_of(config.event_log_dir).direct:
         local_path(config.event_log_dir).mkdir(parents=True, exist_ok=True)
     elif _under_spark_submit():
         _make_remote_dir(config.event_log_dir, spark_settings(config))
@@ -238,18 +237,6 @@ def local_frame(
     return spark.createDataFrame(table, schema)
 
 
-def hadoop_fs(spark: SparkSession, path: str):  # noqa: ANN201 - py4j objects
-    """The Hadoop FileSystem and Path for ``path`` (local, s3a, hdfs alike)."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
-
-
-def path_exists(spark: SparkSession, path: str) -> bool:
-    fs, hpath = hadoop_fs(spark, path)
-    return bool(fs.exists(hpath))
-
-
 # A name in _delta_log that only a committed version leaves: its commit, checkpoint or
 # checksum (``00000000000000000000.json``, ...), or the checkpoint pointer.
 _VERSION_ENTRY = re.compile(r"\d{20}\.|_last_checkpoint$")
@@ -262,20 +249,11 @@ _COMMITTED = re.compile(r"(\d{20})\.(?:json|checkpoint(?:\.\d+\.\d+)?\.parquet)$
 def _log_names(spark: SparkSession, path: str) -> list[str] | None:
     """The names in ``path``'s ``_delta_log`` folder, or None when it has none.
 
-    A local lakehouse is listed by Python itself: a table's log keeps a commit and a
-    checksum per version for 30 days, and walking Hadoop's listing through py4j costs
-    three calls per entry. An object store's listing is Hadoop's.
+    A table's log keeps a commit and a checksum per version for 30 days; a local one
+    is listed by Python itself (:meth:`common.storage.LocalStorage.list_names`).
     """
     log_dir = path.rstrip("/") + "/_delta_log"
-    if not is_remote(log_dir):
-        try:
-            return os.listdir(local_path(log_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    fs, hpath = hadoop_fs(spark, log_dir)
-    if not fs.exists(hpath):
-        return None
-    return [status.getPath().getName() for status in fs.listStatus(hpath)]
+    return storage_of(log_dir).list_names(spark, log_dir)
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
@@ -377,19 +355,8 @@ def _creation_lock(lakehouse: str) -> Iterator[None]:
     """Hold ``<lakehouse>/_locks/tables.lock`` while a table is created (local
     lakehouses; ``flock`` is released when the process dies, even by SIGKILL). So a Delta
     log without a version seen under it is never one another process is still writing."""
-    if is_remote(lakehouse):
+    with storage_of(lakehouse).lock(join_path(lakehouse, "_locks"), "tables"):
         yield
-        return
-    import fcntl
-
-    lock_dir = local_path(lakehouse.rstrip("/") + "/_locks")
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "tables.lock", "a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _create_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
@@ -435,10 +402,7 @@ def _has_constraints(spark: SparkSession, spec: TableSpec, location: str) -> boo
 
 def _has_files(spark: SparkSession, path: str, besides: str = "") -> bool:
     """Whether the folder ``path`` holds anything but an entry named ``besides``."""
-    fs, hpath = hadoop_fs(spark, path)
-    if not fs.exists(hpath):
-        return False
-    return any(status.getPath().getName() != besides for status in fs.listStatus(hpath))
+    return any(name != besides for name in storage_of(path).list_names(spark, path) or ())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -490,38 +454,3 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def read_text(spark: SparkSession, path: str) -> str | None:
-    """A small text file (local, or through Hadoop's FileSystem on s3a), None if absent.
-
-    A local file is read by Python; on an object store the whole file comes back in one
-    py4j call (a Delta commit of a large run is a few hundred lines)."""
-    if not is_remote(path):
-        try:
-            with open(local_path(path), encoding="utf-8") as file:
-                return file.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-    fs, hpath = hadoop_fs(spark, path)
-    if not fs.exists(hpath):
-        return None
-    stream = fs.open(hpath)
-    try:
-        data = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)
-        return bytes(data).decode("utf-8")
-    finally:
-        stream.close()
-
-
-def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a small text file through Hadoop's FileSystem (overwrites)."""
-    write_bytes(spark, path, text.encode("utf-8"))
-
-
-def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
-    """Write a small file through Hadoop's FileSystem (local or s3a; overwrites)."""
-    fs, hpath = hadoop_fs(spark, path)
-    stream = fs.create(hpath, True)
-    try:
-        stream.write(bytearray(data))
-    finally:
-        stream.close()

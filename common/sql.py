@@ -18,10 +18,11 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from common.config import Config, is_remote, join_path, local_path
+from common.config import Config
 from common.jobs import EXIT_CONFIG, EXIT_OK, base_parser, config_from_args, parse_or_exit
 from common.log import setup_logging
 from common.spark import build_session, is_delta_table
+from common.storage import join_path, local_path, storage_of
 from common.tables import ALL_TABLES
 
 
@@ -91,7 +92,7 @@ def write_init(config: Config) -> str:
     lines = []
     for spec in ALL_TABLES:
         location = spec.location(config.lakehouse)
-        if is_remote(location) or (local_path(location) / "_delta_log").is_dir():
+        if not storage_of(location).direct or (local_path(location) / "_delta_log").is_dir():
             lines.append(f"CREATE DATABASE IF NOT EXISTS {spec.database};")
             lines.append(f"CREATE TABLE IF NOT EXISTS {spec.name} USING delta "
                          f"LOCATION {sql_string(location)};")

@@ -36,10 +36,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from common.config import Config, is_remote, join_path, local_path
+from common.config import Config
 from common.incremental import appended_files, read_added, table_state
 from common.jobs import fault_point
-from common.spark import hadoop_fs, latest_version, read_text, write_text
+from common.spark import latest_version
+from common.storage import hadoop_fs, join_path, local_path, read_text, storage_of, write_text
 from gold.transform import export_columns
 
 log = logging.getLogger("gold")
@@ -61,7 +62,7 @@ class Export:
 
     @property
     def local(self) -> bool:
-        return not is_remote(self.path)
+        return storage_of(self.path).direct  # a symlink names the current version
 
     def folder(self, name: str) -> str:
         return join_path(self.versions, name)
@@ -86,17 +87,6 @@ def current(spark: SparkSession, export: Export) -> str | None:
     return text.strip() if text and text.strip() else None
 
 
-def _write(spark: SparkSession, path: str, text: str) -> None:
-    """A small file, replaced atomically: a local rename, or one PUT on an object store."""
-    if is_remote(path):
-        write_text(spark, path, text)
-        return
-    target = local_path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, target)
-
-
 def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> str:
     """Bring the export up to gold's current version; return the folder readers see."""
     export = Export(config.export_path)
@@ -105,7 +95,7 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
     if gold_version_of(name) != version:
         name = _publish_new(spark, export, version, name, gold_location)
     elif export.local and (read_text(spark, export.folder(LATEST)) or "").strip() != name:
-        _write(spark, export.folder(LATEST), name)  # a kill between the two steps
+        write_text(spark, export.folder(LATEST), name)  # a kill between the two steps
     _clean(spark, export, name, config.gold.export_keep_minutes)
     return export.folder(name)
 
@@ -133,7 +123,7 @@ def _publish_new(spark: SparkSession, export: Export, version: int, previous: st
         gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
         export_columns(gold).write.mode("overwrite").parquet(target)
         how = "rewritten whole"
-    _write(spark, join_path(target, PUBLISHED), datetime.now(timezone.utc).isoformat())
+    write_text(spark, join_path(target, PUBLISHED), datetime.now(timezone.utc).isoformat())
     fault_point("gold:export_before_switch")
     _switch(spark, export, name)
     log.info("export: gold version %d published at %s (%s)", version, export.path, how)
@@ -156,7 +146,7 @@ def _switch(spark: SparkSession, export: Export, name: str) -> None:
         os.replace(temporary, link)
     else:
         _drop_legacy_objects(spark, export)
-    _write(spark, export.folder(LATEST), name)
+    write_text(spark, export.folder(LATEST), name)
 
 
 def _drop_legacy_objects(spark: SparkSession, export: Export) -> None:

@@ -37,7 +37,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.config import Config, ConfigError, is_remote, join_path, local_path
+from common.config import Config, ConfigError
 from common.incremental import (
     Changes,
     append_rows,
@@ -51,6 +51,7 @@ from common.jobs import base_parser, config_from_args, fault_point, parse_or_exi
 from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, session_conf
+from common.storage import storage_of
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.export import export_if_stale
@@ -116,9 +117,8 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
                silver_version: int, identity: str, location: str) -> None:
     started = time.perf_counter()
     work = todo.rows
-    cache = None if is_remote(config.lakehouse) else local_path(
-        join_path(config.lakehouse, "models"))
-    payload = build_payload(config.gold.engine, config.gold.weights, cache=cache)
+    payload = build_payload(config.gold.engine, config.gold.weights,
+                            cache=storage_of(config.lakehouse).model_cache(config.lakehouse))
     log.info("loaded %s for %s in %.1fs", identity, config.gold.engine,
              time.perf_counter() - started)
     if todo.via == "log":  # the size of the files read, silver's properties from its log
@@ -220,7 +220,7 @@ def image_reader(config: Config, silver_properties: dict) -> str:
             "(delta.columnMapping.mode): its files' columns can only be read through "
             "Delta. Use auto or spark."
         )
-    if config.gold.image_reader == "spark" or is_remote(config.lakehouse) or mapped:
+    if config.gold.image_reader == "spark" or not storage_of(config.lakehouse).direct or mapped:
         return "spark"
     return "workers"
 

@@ -33,19 +33,13 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.config import Config, ConfigError, is_remote, join_path, local_path
+from common.config import Config, ConfigError
 from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import (
-    ensure_table,
-    hadoop_fs,
-    is_delta_table,
-    read_text,
-    write_bytes,
-    write_text,
-)
+from common.spark import ensure_table, is_delta_table
+from common.storage import hadoop_fs, join_path, read_text, storage_of, write_text
 from common.tables import GOLD_FEATURES, GOLD_PCA
 from gold.pca import (
     PcaFit,
@@ -239,16 +233,7 @@ def _most_common(labels: list[str], n: int) -> list[tuple[str, int]]:
 
 def _publish(spark: SparkSession, folder: Path, target: str) -> None:
     """Copy the report files to ``target`` (a local folder or an object store)."""
-    if not is_remote(target):
-        destination = local_path(target)
-        destination.mkdir(parents=True, exist_ok=True)
-        for file in folder.iterdir():
-            shutil.copy2(file, destination / file.name)
-        return
-    # Written through an output stream: S3A's copyFromLocalFile of a single file fails
-    # ("Cannot get relative path") in hadoop-aws 3.4.1.
-    for file in folder.iterdir():
-        write_bytes(spark, join_path(target, file.name), file.read_bytes())
+    storage_of(target).publish(spark, folder, target)
 
 
 LAYER = Layer("pca", body=lambda config, options: functools.partial(

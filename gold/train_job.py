@@ -51,15 +51,13 @@ from common.config import (
     ClassifierSettings,
     Config,
     ConfigError,
-    is_remote,
-    join_path,
-    local_path,
 )
 from common.images import model_views
 from common.incremental import read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table, local_frame
+from common.storage import local_path, storage_of
 from common.tables import CLASSIFIER_MODELS, GOLD_FEATURES, SILVER_IMAGES
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
 from gold.model import best_batch_size, build_engine, build_payload, featurize
@@ -81,7 +79,7 @@ FIT_SHIFT = 1e-4  # added to every feature the fit sees (dense blocks): see fit_
 
 
 def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str]) -> None:
-    if is_remote(config.lakehouse):
+    if not storage_of(config.lakehouse).direct:
         raise ConfigError("make train writes its model versions to a local lakehouse; "
                           f"{config.lakehouse} is an object store")
     try:
@@ -267,7 +265,7 @@ def _view_rows(spark: SparkSession, config: Config, training: DataFrame, feature
         return None
     engine_name = _gold_engine(spark, config)
     payload = build_payload(engine_name, config.gold.weights,
-                            cache=local_path(join_path(config.lakehouse, "models")))
+                            cache=storage_of(config.lakehouse).model_cache(config.lakehouse))
     if payload.identity != feature_model:
         raise ConfigError(f"gold's features come from {feature_model}, but the weights "
                           f"{config.gold.weights!r} are {payload.identity}: give gold's "
@@ -532,9 +530,10 @@ def main(argv: list[str] | None = None) -> int:
 def _absolute(root: str) -> str:
     """A local eval root as the absolute path prefix gold's rows carry (``file:`` URIs
     as bronze writes them)."""
-    if is_remote(root) or root.startswith("file:"):
-        return root
-    return "file:" + str(Path(root).resolve())
+    if root.startswith("file:"):
+        return root  # already in the form of gold's paths
+    storage = storage_of(root)
+    return storage.uri(storage.absolute(root))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ from starlette.concurrency import run_in_threadpool
 
 from common.config import Config, local_path
 from common.images import (
-    DECOMPRESSION_BOMB,
     NOT_AN_IMAGE,
     UNKNOWN_FORMAT,
     ImageRejected,

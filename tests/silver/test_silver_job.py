@@ -15,7 +15,7 @@ from PIL import Image
 from bronze.job import main as bronze_main
 from silver.job import main as silver_main
 from tests.gold.helpers import last_run
-from tests.imagegen import gradient, jpeg_bytes, png_bytes, write
+from tests.imagegen import gradient, jpeg_bytes, write
 
 OPTS = ["--set", "spark.shuffle_partitions=2", "--set", "bronze.max_file_bytes=200000"]
 
