@@ -100,6 +100,7 @@ class ClassifierSettings:
     top: int
     views: tuple[str, ...]
     view_sources: tuple[str, ...]
+    view_weight: float
 
 
 @dataclass(frozen=True)
@@ -424,6 +425,9 @@ def _validate(config: Config, file: str) -> Config:
     if unknown_views:
         raise ConfigError(f"{file}: classifier.views {unknown_views} unknown; choose among "
                           f"{sorted(VIEWS)}")
+    if not 0.0 <= c.view_weight < 1.0:
+        raise ConfigError(f"{file}: classifier.view_weight must be in [0, 1), got "
+                          f"{c.view_weight}")
     if c.species_map and not Path(c.species_map).is_file():
         raise ConfigError(f"{file}: classifier.species_map {c.species_map!r} is not a file")
     return config

@@ -13,7 +13,8 @@ included), 2 bad arguments, no trained model, or weights that differ from the mo
 :class:`PhotoClassifier` is the one single-photo computation (the HTTP service uses
 it too): silver's decoding (:func:`common.images.decode_for_model`), gold's engine built
 from the lakehouse's cached conversion (:mod:`gold.model`), and the serving classifier's
-parameters (:class:`gold.classifier.Classifier`). No JVM is started.
+parameters (:class:`gold.classifier.Classifier`), with the views that version averages.
+No JVM is started.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ import numpy as np
 
 from common.config import Config, ConfigError, join_path, load_config, local_path, \
     parse_override, with_cli_values
-from common.images import DecodeLimits, ImageRejected, decode_for_model, pixels_to_array
+from common.images import (
+    DecodeLimits,
+    ImageRejected,
+    decode_for_model,
+    model_views,
+    pixels_to_array,
+)
 from gold.classifier import Classifier
 from gold.model import build_engine, build_payload, featurize
 from gold.predict import load_serving
@@ -67,23 +74,40 @@ class PhotoClassifier:
         other.__dict__.update(self.__dict__, classifier=classifier)
         return other
 
-    def pixels(self, content: bytes) -> np.ndarray:
+    def pixels(self, content: bytes, *, reduce: bool = True) -> np.ndarray:
         """uint8 (1, 224, 224, 3): silver's decoding of a photo's bytes;
-        :class:`ImageRejected` if unusable."""
-        return pixels_to_array(decode_for_model(content, self.limits).pixels)[None]
+        :class:`ImageRejected` if unusable. ``reduce=False``: no reduced-size JPEG
+        decoding (as a check)."""
+        return pixels_to_array(decode_for_model(content, self.limits, reduce=reduce).pixels)[None]
 
     def features_of(self, pixels: np.ndarray, engine: object | None = None) -> np.ndarray:
-        """float32 (n, 1280): gold's features of :meth:`pixels`, by ``engine`` (one of the
-        same payload's, e.g. the service's pool) or this classifier's own."""
-        return featurize(engine or self.engine, pixels, len(pixels))
+        """float32 (1 + views, 1280): gold's features of :meth:`pixels`, then of the
+        classifier's views of it (:func:`common.images.model_views`), by ``engine`` (one
+        of the same payload's, e.g. the service's pool) or this classifier's own. The
+        views are made only when the answer depends on them
+        (:meth:`gold.classifier.Classifier.needs_views`); otherwise their rows are NaN."""
+        engine = engine or self.engine
+        photo = featurize(engine, pixels, 1)
+        views = self.classifier.views
+        if views and self.classifier.needs_views(photo)[0]:
+            return np.concatenate([photo, featurize(engine, model_views(pixels[0], views),
+                                                    len(views))])
+        return np.concatenate([photo, np.full((len(views), photo.shape[1]), np.nan,
+                                              np.float32)])
+
+    def answer(self, features: np.ndarray) -> dict:
+        """The classifier's answer from :meth:`features_of`."""
+        views = features[None, 1:] if self.classifier.views else None
+        return self.classifier.answers(features[:1], views)[0]
 
     def features(self, content: bytes) -> np.ndarray:
-        """float32 (1280,) of a photo's bytes; :class:`ImageRejected` if unusable."""
+        """float32 (1280,): gold's features of a photo's bytes; :class:`ImageRejected` if
+        unusable."""
         return self.features_of(self.pixels(content))[0]
 
     def classify(self, content: bytes) -> dict:
         """The answer for one photo (see the module doc); raises :class:`ImageRejected`."""
-        return self.classifier.answers(self.features(content)[None])[0]
+        return self.answer(self.features_of(self.pixels(content)))
 
 
 def photo_files(targets: list[str]) -> Iterator[Path]:

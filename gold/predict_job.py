@@ -6,10 +6,13 @@
 (``make predict`` runs exactly this; ``make pipeline`` runs it last once a model has
 been trained.) One row per gold row: ``species``, ``probability``, ``top`` (the best
 ``classifier.top`` species with their probabilities), ``unknown``, ``closest_label`` and
-``model_version``. Incremental like every layer: new gold rows are predicted, rows whose
-gold row left are removed, and when another version serves (a new ``make train``, or
-``--promote``) every row is predicted again. A run killed at any point leaves whole
-Delta commits only; the next run does what is left.
+``model_version``. For a version that averages views (``classifier.view_weight``), the
+views of each photo whose answer depends on them are made from ``silver.images``' model
+input of the same content and featurized by gold's engine with gold's weights: one more
+inference per such photo and view. Incremental like every layer: new gold rows are
+predicted, rows whose gold row left are removed, and when another version serves (a new
+``make train``, or ``--promote``) every row is predicted again. A run killed at any point
+leaves whole Delta commits only; the next run does what is left.
 """
 
 from __future__ import annotations
@@ -30,8 +33,14 @@ from common.jobs import base_parser, config_from_args, fault_point, parse_or_exi
 from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, is_delta_table
-from common.tables import GOLD_FEATURES, GOLD_PREDICTIONS
-from gold.predict import load_serving, serving_state, with_answers
+from common.tables import GOLD_FEATURES, GOLD_PREDICTIONS, SILVER_IMAGES
+from gold.predict import (
+    load_serving,
+    serving_state,
+    view_maker,
+    with_answers,
+    with_view_features,
+)
 
 log = logging.getLogger("predict")
 
@@ -46,6 +55,9 @@ def predict_new(spark: SparkSession, config: Config, run: Run) -> None:
     if not is_delta_table(spark, gold_location):
         raise ConfigError(f"no gold.image_features under {config.lakehouse}: run gold first")
     gold, _ = read_pinned(spark, gold_location)
+    maker = None  # the views' engine, checked before any table is touched
+    if classifier.views and is_delta_table(spark, SILVER_IMAGES.location(config.lakehouse)):
+        maker = view_maker(config, classifier.views, classifier.feature_model, classifier.engine)
     location = ensure_table(spark, GOLD_PREDICTIONS, config.lakehouse)
     table = DeltaTable.forPath(spark, location)
     # Rows of another model version are predicted again (a new model serves).
@@ -58,8 +70,9 @@ def predict_new(spark: SparkSession, config: Config, run: Run) -> None:
     run.rows_in = todo.pending
     if todo.pending:
         now = datetime.now(timezone.utc)
-        rows = (todo.rows.select("path", "label", "content_hash", "features")
-                .transform(with_answers(spark, classifier))
+        rows = with_view_features(spark, config.lakehouse, maker, todo.rows.select(
+            "path", "label", "content_hash", "features"), classifier)
+        rows = (rows.transform(with_answers(spark, classifier))
                 .withColumn("run_id", F.lit(run.run_id))
                 .withColumn("processed_at", F.lit(now).cast("timestamp"))
                 .select(*GOLD_PREDICTIONS.schema.fieldNames()))

@@ -31,13 +31,11 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import reduce
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import Normalizer
@@ -52,7 +50,6 @@ from common.config import (
     Config,
     ConfigError,
 )
-from common.images import model_views
 from common.incremental import read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
@@ -60,14 +57,15 @@ from common.spark import ensure_table, is_delta_table, local_frame
 from common.storage import local_path, storage_of
 from common.tables import CLASSIFIER_MODELS, GOLD_FEATURES, SILVER_IMAGES
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
-from gold.model import best_batch_size, build_engine, build_payload, featurize
 from gold.predict import (
     models_root,
     report_root,
     serving_state,
     versions,
+    view_maker,
     with_answers,
     with_scores,
+    with_view_features,
     write_serving,
 )
 
@@ -76,6 +74,7 @@ log = logging.getLogger("train")
 HOLDOUT_SHARE = 0.2  # without --eval-root
 DEFAULT_SOURCE = "default"
 FIT_SHIFT = 1e-4  # added to every feature the fit sees (dense blocks): see fit_logistic()
+THRESHOLD_MARGIN = 1e-4  # the "unknown" thresholds sit this far under their quantile
 
 
 def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str]) -> None:
@@ -134,8 +133,23 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     calibrating = bucket >= 1000 - int(1000 * config.classifier.calibration_share)
     fit_rows = training.where(~calibrating).select("label", "species", "source", "features")
     c = config.classifier
-    view_rows = _view_rows(spark, config, training.where(~calibrating), feature_model)
-    if view_rows is not None:
+    engine = _gold_engine(spark, config)
+    # The views (classifier.views) of each fitted photo of classifier.view_sources are
+    # trained on; when averaged at prediction (view_weight), the evaluation photos' views
+    # are made too, so the figures are those of the answers.
+    maker = view_maker(config, tuple(c.views), feature_model, engine) if c.views and (
+        is_delta_table(spark, SILVER_IMAGES.location(config.lakehouse))) else None
+    if c.views and maker is None:
+        log.warning("no silver.images: training and answering without the views %s",
+                    list(c.views))
+    averaged = tuple(c.views) if maker is not None and c.view_weight > 0 else ()
+    if maker is not None and c.view_sources:
+        photos = training.where(~calibrating & F.col("source").isin(list(c.view_sources)))
+        view_rows = (with_view_features(spark, config.lakehouse, maker, photos)
+                     .select("label", "species", "source",
+                             F.explode("views").alias("features")))
+        log.info("adding %d view(s) (%s) of each training photo of %s, computed by %s",
+                 len(c.views), ", ".join(c.views), ", ".join(c.view_sources), engine)
         fit_rows = fit_rows.unionByName(view_rows)
     prepared_rows = with_prepared(fit_rows).cache()  # the views are computed once
     fit_rows = prepared_rows
@@ -168,6 +182,7 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     hyper = {"model": "multinomial logistic regression (Spark ML)",
              "features": "sqrt, then L2-normalised", "reg_param": c.reg_param,
              "views": list(c.views), "view_sources": list(c.view_sources),
+             "view_weight": c.view_weight if averaged else 0.0,
              "elastic_net": c.elastic_net, "max_iter": c.max_iter,
              "source_balance": c.source_balance, "calibration_share": c.calibration_share,
              "unknown_false_rate": c.unknown_false_rate}
@@ -184,7 +199,6 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
 
     number = int(versions(config.lakehouse)[-1][1:]) + 1 if versions(config.lakehouse) else 1
     version = f"v{number:04d}"
-    engine = _gold_engine(spark, config)
     draft = Classifier(
         version=version, species=tuple(species),
         coefficients=coefficients,
@@ -193,9 +207,13 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
         label_species=np.array([index[label_species[lab]] for lab in labels], dtype=np.int32),
         centroids=unit_rows(np.stack([by_label[lab] for lab in labels])),
         min_probability=0.0, min_similarity=-1.0, feature_model=feature_model,
-        engine=engine, top=c.top,
+        engine=engine, top=c.top, views=averaged, view_weight=c.view_weight if averaged else 0.0,
     )
+
+    # The "unknown" scores are the photo's own: the calibration needs no views.
     classifier = _calibrated(spark, draft, training.where(calibrating), c.unknown_false_rate)
+    if averaged:
+        evaluation = with_view_features(spark, config.lakehouse, maker, evaluation, classifier)
     metrics = evaluate(spark, classifier, evaluation)
     metrics["calibration"] = {"min_probability": classifier.min_probability,
                               "min_similarity": classifier.min_similarity}
@@ -248,56 +266,6 @@ def fit_logistic(rows: DataFrame, c: ClassifierSettings) -> tuple[np.ndarray, np
     intercepts = (fitted.interceptVector.toArray().astype(np.float64)
                   + FIT_SHIFT * coefficients.sum(axis=1))
     return coefficients, intercepts
-
-
-def _view_rows(spark: SparkSession, config: Config, training: DataFrame, feature_model: str
-               ) -> DataFrame | None:
-    """Features of ``classifier.views`` of each training photo of ``classifier.view_sources``
-    (label, species, source, features): each view is made from the photo's model input in
-    ``silver.images`` (:func:`common.images.model_views`) and featurized by gold's own
-    engine; None when there are none to make."""
-    c = config.classifier
-    if not c.views or not c.view_sources:
-        return None
-    silver_location = SILVER_IMAGES.location(config.lakehouse)
-    if not is_delta_table(spark, silver_location):
-        log.warning("no silver.images: training without the extra views")
-        return None
-    engine_name = _gold_engine(spark, config)
-    payload = build_payload(engine_name, config.gold.weights,
-                            cache=storage_of(config.lakehouse).model_cache(config.lakehouse))
-    if payload.identity != feature_model:
-        raise ConfigError(f"gold's features come from {feature_model}, but the weights "
-                          f"{config.gold.weights!r} are {payload.identity}: give gold's "
-                          "weights (--set gold.weights=...) to compute the extra views")
-    silver = read_pinned(spark, silver_location)[0].select(
-        "path", "image", F.col("content_hash").alias("_silver_hash"))
-    photos = (training.where(F.col("source").isin(list(c.view_sources)))
-              .select("path", "label", "species", "source", "content_hash")
-              .join(silver, "path")
-              .where(F.col("content_hash") == F.col("_silver_hash"))  # the photo gold saw
-              .select("label", "species", "source", "image"))
-    shared = spark.sparkContext.broadcast(payload)
-    views = tuple(c.views)
-    threads = 1  # one engine per task; the tasks fill the cores
-
-    def featurize_views(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine = None
-        for batch in batches:
-            if batch.empty:
-                continue
-            engine = engine or build_engine(shared.value, threads)
-            pixels = np.concatenate([model_views(image, views) for image in batch["image"]])
-            vectors = featurize(engine, pixels, best_batch_size(engine_name, threads))
-            repeat = {k: np.repeat(batch[k].to_numpy(), len(views))
-                      for k in ("label", "species", "source")}
-            yield pd.DataFrame({**repeat, "features": list(vectors)})
-
-    schema = "label string, species string, source string, features array<float>"
-    rows = photos.mapInPandas(featurize_views, schema)
-    log.info("adding %d view(s) (%s) of each training photo of %s, computed by %s",
-             len(views), ", ".join(views), ", ".join(c.view_sources), engine_name)
-    return rows
 
 
 def with_prepared(frame: DataFrame, column: str = "features", out: str = "vector"
@@ -363,14 +331,18 @@ def _calibrated(spark: SparkSession, draft: Classifier, rows: DataFrame, rate: f
     scored.unpersist()
     from dataclasses import replace
 
-    return replace(draft, min_probability=float(probability), min_similarity=float(similarity))
+    # A quantile is one calibration photo's own score: a threshold just under it keeps
+    # that photo on the same side whichever engine's features (within 1e-5) score it.
+    return replace(draft, min_probability=float(probability) - THRESHOLD_MARGIN,
+                   min_similarity=float(similarity) - THRESHOLD_MARGIN)
 
 
 def evaluate(spark: SparkSession, classifier: Classifier, rows: DataFrame) -> dict:
     """Per evaluation source: rows, top-1, top-3, share flagged unknown; per species
     precision and recall; the confusion counts of the most confused species."""
-    answered = rows.select("path", "source", F.col("species").alias("truth"), "features") \
-        .transform(with_answers(spark, classifier))
+    views = ["views"] if "views" in rows.columns else []
+    answered = rows.select("path", "source", F.col("species").alias("truth"), "features",
+                           *views).transform(with_answers(spark, classifier))
     in_top = F.exists("top", lambda t: t["species"] == F.col("truth"))
     grouped = answered.groupBy("source", "truth", "species").agg(
         F.count(F.lit(1)).alias("n"),

@@ -101,7 +101,7 @@ class ModelHolder:
             features = photos.features_of(pixels, engine)
         finally:
             engines.put(engine)
-        return photos.classifier.answers(features)[0]
+        return photos.answer(features)
 
 
 def _error(status: int, reason: str, message: str) -> JSONResponse:

@@ -227,15 +227,11 @@ def main(argv: list[str] | None = None) -> int:
 def full_decode_species(args: argparse.Namespace, content: bytes) -> str:
     """The serving model's species for ``content`` decoded at full size (no draft)."""
     from common.config import load_config, with_cli_values
-    from common.images import decode_for_model, pixels_to_array
     from gold.classify import PhotoClassifier
-    from gold.model import featurize
 
     config = with_cli_values(load_config(args.env), lakehouse=args.lakehouse)
     photos = PhotoClassifier(config)
-    image = decode_for_model(content, photos.limits, reduce=False)
-    features = featurize(photos.engine, pixels_to_array(image.pixels)[None], 1)
-    return photos.classifier.answers(features)[0]["species"]
+    return photos.answer(photos.features_of(photos.pixels(content, reduce=False)))["species"]
 
 
 if __name__ == "__main__":

@@ -84,6 +84,39 @@ def test_a_saved_version_loads_and_answers_the_same(tmp_path: Path) -> None:
                                                                "tflite")
 
 
+def test_a_version_with_views_averages_them_into_the_answer(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    model = replace(three_species(min_probability=0.0, min_similarity=0.0),
+                    views=("crop70",), view_weight=0.3)
+    photo = np.stack([features((1, 1.0), (0, 1.0)), features((2, 1.0))])
+    # the first photo's view says A; the second's could not be made (NaN)
+    views = np.stack([features((0, 1.0))[None], np.full((1, 1280), np.nan, np.float32)])
+    first, second = model.answers(photo, views)
+    r, e4 = 1 / np.sqrt(2), np.exp(4.0)
+    own = np.exp([4 * r, 4 * r, 0]) / np.exp([4 * r, 4 * r, 0]).sum()  # A = B
+    view = np.array([e4, 1, 1]) / (e4 + 2)  # A
+    mixed = 0.7 * own + 0.3 * view
+    assert first["species"] == "A" and first["probability"] == pytest.approx(mixed[0], abs=1e-6)
+    assert first["top"][1] == ["B", pytest.approx(mixed[1], abs=1e-6)]
+    assert second == three_species(0.0, 0.0).answers(photo[1:])[0]  # the photo alone
+    # A photo sure enough of its species is answered alone: no view could overturn it.
+    assert model.view_threshold == pytest.approx(1 / 1.4)
+    sure = np.stack([features((1, 1.0), (0, 0.1))])  # own B: 0.91 > 1/1.4
+    assert list(model.needs_views(np.concatenate([photo, sure]))) == [True, False, False]
+    assert model.answers(sure, views[:1]) == three_species(0.0, 0.0).answers(sure)
+    # "Unknown" looks at the photo's own confidence: A = B alone, however sure the view is.
+    assert mixed[0] > 0.6 > own[0]
+    assert replace(model, min_probability=0.6).answers(photo, views)[0] == {
+        **first, "unknown": True}
+    with pytest.raises(ValueError, match="averages the views"):
+        model.answers(photo)  # a version with views needs them
+    model.save(tmp_path / "v0007")
+    loaded = Classifier.load(tmp_path / "v0007")
+    assert (loaded.views, loaded.view_weight) == (("crop70",), 0.3)
+    assert loaded.answers(photo, views) == [first, second]
+
+
 def test_species_map_reads_labels_and_refuses_what_it_cannot_use() -> None:
     entries = parse_species_map("dataset,label,species\nfruits-360,Apple 6,Apple\n\n"
                                 "grocery-store,Granny-Smith,Apple\n,Kaki,Persimmon\n")

@@ -200,46 +200,114 @@ def test_the_fit_on_shifted_features_answers_as_a_fit_on_the_features(spark, mon
 @pytest.mark.slow
 def test_views_of_real_photos_come_from_silver_through_golds_engine(
         spark, lakehouse: Path, imagenet) -> None:
-    from common.config import load_config
+    from common.config import ConfigError, load_config
     from common.images import DecodeLimits, decode_for_model, model_views, pixels_to_array
     from common.tables import SILVER_IMAGES
     from gold.model import build_engine, build_payload, featurize
-    from gold.train_job import _view_rows
+    from gold.predict import view_maker, with_view_features
     from tests.gold.service_helpers import fruit, jpeg
 
-    config = load_config("local", {"lakehouse": str(lakehouse),
-                                   "classifier.views": ["mirror", "crop70"],
-                                   "classifier.view_sources": ["phone"]})
+    config = load_config("local", {"lakehouse": str(lakehouse)})
     limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
+
     photos = {f"file:/shop/Apple/a{i}.jpg": jpeg(fruit("Apple", i)) for i in range(2)}
     photos["file:/shop/Kiwi/k0.jpg"] = jpeg(fruit("Kiwi", 7, size=(400, 300)))
     pixels = {p: decode_for_model(c, limits).pixels for p, c in photos.items()}
     now = datetime.now(timezone.utc)
     silver = [(p, p.split("/")[-2], f"h-{p}", 400, 300, "RGB", pixels[p], "silver-run", now)
               for p in photos]
+    frame = spark.createDataFrame(
+        [(p, f"h-{p}", p.split("/")[-2]) for p in photos]
+        # a photo silver does not hold, and one whose silver image changed since gold
+        + [("file:/studio/Apple/s.jpg", "h-s", "Apple"),
+           ("file:/shop/Kiwi/k0.jpg", "h-stale", "Kiwi")],
+        "path string, content_hash string, label string")
+    views = ("mirror", "crop70")
+    identity = build_payload("tflite", config.gold.weights, cache=lakehouse / "models").identity
+    with pytest.raises(ConfigError, match="give gold's weights"):  # features of other weights
+        view_maker(config, views, "mobilenet@sha256:another", "tflite")
+    maker = view_maker(config, views, identity, "tflite")
+    # No silver table yet: every photo without views.
+    assert {r["views"] for r in with_view_features(spark, str(lakehouse), maker, frame)
+            .select("views").collect()} == {None}
     spark.createDataFrame(silver, SILVER_IMAGES.schema).write.format("delta").mode(
         "append").save(str(ensure_table(spark, SILVER_IMAGES, str(lakehouse))))
-    payload = build_payload("tflite", config.gold.weights, cache=lakehouse / "models")
-    training = spark.createDataFrame(
-        [(p, p.split("/")[-2], p.split("/")[-2], "phone", f"h-{p}", [0.0] * 1280)
-         for p in photos]
-        # a studio row (no views), and a phone row whose silver image changed since gold
-        + [("file:/studio/Apple/s.jpg", "Apple", "Apple", "studio", "h-s", [0.0] * 1280),
-           ("file:/shop/Kiwi/k0.jpg", "Kiwi", "Kiwi", "phone", "h-stale", [0.0] * 1280)],
-        "path string, label string, species string, source string, content_hash string, "
-        "features array<float>")
-    rows = _view_rows(spark, config, training, payload.identity).collect()
-    engine = build_engine(payload, 1)
-    expected = {p: featurize(engine, model_views(pixels[p], ("mirror", "crop70")), 1)
-                for p in photos}
-    assert len(rows) == 2 * len(photos)
-    for path, vectors in expected.items():
-        label = path.split("/")[-2]
-        got = [np.array(r["features"]) for r in rows if r["label"] == label]
-        for vector in vectors:  # each view of each photo, by its features
-            assert min(np.abs(g - vector).max() for g in got) < 1e-5
-    assert {(r["label"], r["species"], r["source"]) for r in rows} == {
-        ("Apple", "Apple", "phone"), ("Kiwi", "Kiwi", "phone")}
+    rows = {(r["path"], r["content_hash"]): r for r in
+            with_view_features(spark, str(lakehouse), maker, frame).collect()}
+    engine = build_engine(maker.payload, 1)
+    assert len(rows) == 5
+    for path in photos:
+        row = rows[path, f"h-{path}"]
+        assert row["label"] == path.split("/")[-2]
+        expected = featurize(engine, model_views(pixels[path], views), 1)
+        np.testing.assert_allclose(np.array(row["views"]), expected, rtol=0, atol=1e-5)
+    assert rows["file:/studio/Apple/s.jpg", "h-s"]["views"] is None
+    assert rows["file:/shop/Kiwi/k0.jpg", "h-stale"]["views"] is None
     # A view is another picture: far from the photo's own features.
     own = featurize(engine, pixels_to_array(pixels["file:/shop/Kiwi/k0.jpg"])[None], 1)[0]
-    assert np.abs(expected["file:/shop/Kiwi/k0.jpg"][1] - own).max() > 0.1
+    kiwi = np.array(rows["file:/shop/Kiwi/k0.jpg", "h-file:/shop/Kiwi/k0.jpg"]["views"])
+    assert np.abs(kiwi[1] - own).max() > 0.1
+
+
+@pytest.mark.slow
+def test_classify_answers_each_photo_as_gold_predictions_does(
+        spark, lakehouse: Path, tmp_path: Path, imagenet, capsys) -> None:
+    """Photos -> bronze, silver, gold (real MobileNetV2) -> train (with views averaged at
+    prediction) -> predict; then make classify's program on the same files: gold's
+    features within 1e-5, and the same answer as gold.predictions, field by field."""
+    from common.config import load_config
+    from gold.classify import PhotoClassifier
+    from gold.classify import main as classify_main
+    from tests.gold.helpers import bronze_silver, gold, gold_features
+    from tests.gold.service_helpers import fruit, jpeg
+    from tests.imagegen import write
+
+    source = tmp_path / "photos"
+    labels = {}
+    for species in ("Apple", "Banana", "Kiwi"):
+        for seed in range(10):  # "studio" and "phone" photos of each species
+            write(source / f"{species} studio" / f"s{seed}.jpg", jpeg(fruit(species, seed)))
+            write(source / f"{species} phone" / f"p{seed}.jpg",
+                  jpeg(fruit(species, 100 + seed, size=(400, 300))))
+        labels[f"{species} studio"] = (species, "studio")
+        labels[f"{species} phone"] = (species, "phone")
+    species_csv = tmp_path / "species.csv"
+    species_csv.write_text("label,species,dataset\n" + "".join(
+        f"{label},{species},{dataset}\n" for label, (species, dataset) in labels.items()))
+    bronze_silver(source, lakehouse)
+    assert gold(lakehouse) == 0
+    base = ["--lakehouse", str(lakehouse), *OPTS]
+    # view_weight 0.6: every answer depends on the view (Classifier.view_threshold > 1)
+    assert train_main([*base, "--species-map", str(species_csv),
+                       "--set", "classifier.view_sources=[phone]",
+                       "--set", "classifier.view_weight=0.6"]) == 0
+    assert predict_main(base) == 0
+    meta = json.loads((lakehouse / "models" / "classifier" / "v0001" / "classifier.json")
+                      .read_text())
+    assert (meta["views"], meta["view_weight"]) == (["crop70"], 0.6)
+
+    predicted = predictions(spark, lakehouse)
+    stored = gold_features(spark, lakehouse)
+    assert sorted(predicted) == sorted(stored) and len(stored) == 60
+    capsys.readouterr()  # the jobs' summaries
+    assert classify_main([str(source), "--lakehouse", str(lakehouse)]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(answers) == 60
+    photos = PhotoClassifier(load_config("local", {"lakehouse": str(lakehouse)}))
+    alone = 0
+    for answer in answers:
+        key = f"file:{answer['path']}"
+        row = predicted[key]
+        content = Path(answer["path"]).read_bytes()
+        np.testing.assert_allclose(photos.features(content), np.array(stored[key].features),
+                                   rtol=0, atol=1e-5)
+        assert answer["species"] == row.species
+        assert answer["probability"] == pytest.approx(row.probability, abs=2e-6)
+        assert answer["unknown"] == row.unknown
+        assert [s for s, _ in answer["top"]] == [t.species for t in row.top]
+        assert answer["label"] == row.closest_label
+        assert answer["model_version"] == row.model_version == "v0001"
+        own = photos.classifier.answers(photos.features(content)[None],
+                                        np.full((1, 1, 1280), np.nan, np.float32))[0]
+        alone += own["probability"] == answer["probability"]
+    assert alone < 5  # the views changed the answers' probabilities
