@@ -25,11 +25,20 @@ stale: the run reads those files and a handful of commit files, and no table's f
 list is rebuilt. In any other case (no marker, a merge or delete upstream or in a
 target, a run killed between its commits, log clean-up, other weights...) the run
 compares the keys as above.
+
+This module is also the one place that knows Delta's log files (commits and checksum
+files) and Delta's private classes (:class:`Transaction`, through py4j). Both are
+used only with a Delta release they were tested with (:data:`TESTED_DELTA`, checked
+against the session's JVM: :func:`private_routes`); with any other, every function here
+that reads the log answers None and no transaction opens, so each caller takes its
+public-API route (the key comparison, Spark's reader and writer), and the run log says
+so once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +53,8 @@ from pyspark.sql import types as T
 from common.config import join_path, memory_bytes
 from common.spark import latest_version
 from common.storage import read_text
+
+log = logging.getLogger("incremental")
 
 KEYS = ("path", "content_hash")
 # Which table a key row comes from in :func:`changes`: the upstream table, or the i-th
@@ -219,12 +230,46 @@ class TableState:
     partition_columns: tuple[str, ...]
 
 
+# The Delta releases whose log files and private classes this module was tested with.
+TESTED_DELTA = ("4.0.1",)
+_RUNNING: dict[str, str] = {}  # per process: the JVM's Delta release, and whether it was said
+
+
+def delta_version(spark: SparkSession) -> str:
+    """The Delta release in the session's JVM (``io.delta.VERSION``), or "unknown"."""
+    if "version" not in _RUNNING:
+        try:
+            _RUNNING["version"] = str(getattr(spark.sparkContext._jvm.io.delta, "package")
+                                      .VERSION())
+        except Exception:  # noqa: BLE001 - a build without it: not one we tested
+            _RUNNING["version"] = "unknown"
+    return _RUNNING["version"]
+
+
+def private_routes(spark: SparkSession) -> bool:
+    """Whether Delta's log files and private classes may be used: the running Delta is
+    one of :data:`TESTED_DELTA`. When not, a warning says so once per process."""
+    version = delta_version(spark)
+    if version in TESTED_DELTA:
+        return True
+    if not _RUNNING.get("said"):
+        _RUNNING["said"] = "yes"
+        log.warning("Delta %s is not a release this product's log reading and file commit "
+                    "were tested with (%s): every table is read and written through Delta's "
+                    "public API this run (same results, slower)", version,
+                    ", ".join(TESTED_DELTA))
+    return False
+
+
 def _log_file(location: str, version: int, suffix: str) -> str:
     return join_path(location, "_delta_log", f"{version:020d}.{suffix}")
 
 
 def read_commit(spark: SparkSession, location: str, version: int) -> list[dict] | None:
-    """The actions of one commit of the Delta table at ``location`` (None: not there)."""
+    """The actions of one commit of the Delta table at ``location`` (None: not there, or
+    a Delta release not tested)."""
+    if not private_routes(spark):
+        return None
     text = read_text(spark, _log_file(location, version, "json"))
     if text is None:
         return None
@@ -235,7 +280,10 @@ def checksum(spark: SparkSession, location: str, version: int | None = None
              ) -> tuple[int, dict] | None:
     """The version (default: the latest) of the Delta table at ``location`` and its
     checksum file (``.crc``, which Delta 4 writes after each commit); None when there is
-    no table or no such file (a writer killed right after its commit)."""
+    no table or no such file (a writer killed right after its commit), or with a Delta
+    release not tested."""
+    if not private_routes(spark):
+        return None
     if version is None:
         version = latest_version(spark, location)
         if version is None:
@@ -421,3 +469,47 @@ def _records(add: dict) -> int | None:
         return int(json.loads(add["stats"])["numRecords"])
     except (KeyError, ValueError, TypeError):
         return None
+
+
+class Transaction:
+    """One Delta transaction on the table at ``location``, opened before the files it
+    will add are written (Delta's ``OptimisticTransaction``: a change of the table's
+    metadata meanwhile fails its commit). Private classes: used because adding files
+    that Python workers wrote, in one commit, is what lets gold skip Spark's writer (7-8
+    s of JVM CPU in a 20,000-image run, docs/design.md); see :func:`open_transaction`."""
+
+    def __init__(self, spark: SparkSession, location: str, transaction) -> None:  # noqa: ANN001
+        self._spark, self.location, self._txn = spark, location, transaction
+        jvm = spark.sparkContext._jvm
+        metadata = transaction.metadata()
+        self.schema = T.StructType.fromJson(json.loads(metadata.schemaString()))
+        self.configuration = dict(jvm.scala.jdk.javaapi.CollectionConverters.asJava(
+            metadata.configuration()))
+        self.partitioned = not metadata.partitionColumns().isEmpty()
+
+    def add(self, files: Sequence, user_metadata: str) -> int:
+        """Commit data files already in the table's folder as an append: each of
+        ``files`` has ``file`` (its name), ``size``, ``modification_time`` (ms) and
+        ``rows``. Returns the new version."""
+        jvm = self._spark.sparkContext._jvm
+        none = jvm.scala.Option.empty()
+        no_values = getattr(getattr(jvm.scala.collection.immutable, "Map$"), "MODULE$").empty()
+        actions = jvm.java.util.ArrayList()
+        for f in files:
+            actions.add(jvm.org.apache.spark.sql.delta.actions.AddFile(
+                f.file, no_values, f.size, f.modification_time, True,
+                json.dumps({"numRecords": f.rows}), None, None, none, none, none))
+        append = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
+            jvm.org.apache.spark.sql.SaveMode.Append, none, none, jvm.scala.Some(user_metadata))
+        seq = jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toList()
+        return int(self._txn.commit(seq, append))
+
+
+def open_transaction(spark: SparkSession, location: str) -> Transaction | None:
+    """A :class:`Transaction` on the Delta table at ``location``; None with a Delta
+    release not tested (:func:`private_routes`): the caller lets Spark write."""
+    if not private_routes(spark):
+        return None
+    jvm = spark.sparkContext._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, location)
+    return Transaction(spark, location, delta_log.startTransaction())

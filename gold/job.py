@@ -40,10 +40,12 @@ from pyspark.sql import functions as F
 from common.config import Config, ConfigError
 from common.incremental import (
     Changes,
+    Transaction,
     append_rows,
     changes,
     changes_from_log,
     delete_stale,
+    private_routes,
     read_pinned,
     sync_marker,
 )
@@ -57,7 +59,7 @@ from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.export import export_if_stale
 from gold.transform import to_gold_rows, with_features
 from gold.udf import UdfMetrics, features_udf
-from gold.writer import Commit, features_files, open_commit, write_files
+from gold.writer import features_files, open_commit, write_files
 
 log = logging.getLogger("gold")
 
@@ -184,7 +186,7 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
 
 
 def gold_writer(spark: SparkSession, config: Config, reader: str,
-                location: str) -> Commit | None:
+                location: str) -> Transaction | None:
     """The commit that will add the workers' files to gold (``gold.writer`` workers, or
     auto where it can be: see :mod:`gold.writer`), or None when Spark writes gold."""
     if config.gold.writer == "spark":
@@ -198,6 +200,8 @@ def gold_writer(spark: SparkSession, config: Config, reader: str,
         return None
     commit, why = open_commit(spark, location)
     if commit is None:
+        if not private_routes(spark):
+            return None  # a Delta release not tested: said once, Spark writes
         if config.gold.writer == "workers":
             raise ConfigError(
                 f"gold.writer is workers, but gold.image_features at {location}: {why}; only "

@@ -25,10 +25,9 @@ them on a filter, which is always right).
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import numpy as np
@@ -39,6 +38,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from common.incremental import Transaction, delta_version, open_transaction
 from common.tables import FEATURE_SIZE, GOLD_FEATURES
 from gold.model import ModelPayload
 from gold.silver_files import local_file
@@ -136,49 +136,23 @@ def write_files(keys: DataFrame, write: Callable) -> list[Row]:
     return keys.select(*columns).mapInArrow(write, RESULT_SCHEMA).collect()
 
 
-class Commit:
-    """One Delta transaction on the table at ``location``, opened before its files are
-    written (:func:`open_commit`), that adds them in one commit."""
-
-    def __init__(self, spark: SparkSession, location: str, transaction) -> None:  # noqa: ANN001
-        self._spark, self.location, self._txn = spark, location, transaction
-
-    def add(self, files: Sequence[Row], user_metadata: str) -> int:
-        """Commit ``files`` (rows of :data:`RESULT_SCHEMA`) as an append; its version."""
-        jvm = self._spark.sparkContext._jvm
-        none = jvm.scala.Option.empty()
-        no_values = getattr(getattr(jvm.scala.collection.immutable, "Map$"), "MODULE$").empty()
-        actions = jvm.java.util.ArrayList()
-        for f in files:
-            actions.add(jvm.org.apache.spark.sql.delta.actions.AddFile(
-                f.file, no_values, f.size, f.modification_time, True,
-                json.dumps({"numRecords": f.rows}), None, None, none, none, none))
-        append = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
-            jvm.org.apache.spark.sql.SaveMode.Append, none, none, jvm.scala.Some(user_metadata))
-        seq = jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toList()
-        return int(self._txn.commit(seq, append))
-
-
-def open_commit(spark: SparkSession, location: str) -> tuple[Commit | None, str]:
-    """A :class:`Commit` on gold's table at ``location`` when the workers may write its
-    files, else None; and why not."""
-    jvm = spark.sparkContext._jvm
-    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, location)
-    transaction = log.startTransaction()
-    metadata = transaction.metadata()
-    schema = T.StructType.fromJson(json.loads(metadata.schemaString()))
-    configuration = dict(jvm.scala.jdk.javaapi.CollectionConverters.asJava(
-        metadata.configuration()))
-    constraints = {k: "".join(v.lower().split()) for k, v in configuration.items()
+def open_commit(spark: SparkSession, location: str) -> tuple[Transaction | None, str]:
+    """A transaction (:func:`common.incremental.open_transaction`) on gold's table at
+    ``location`` when the workers may write its files, else None; and why not."""
+    transaction = open_transaction(spark, location)
+    if transaction is None:
+        return None, (f"Delta {delta_version(spark)} is not a release the workers' commit "
+                      "was tested with")
+    constraints = {k: "".join(v.lower().split()) for k, v in transaction.configuration.items()
                    if k.startswith("delta.constraints.")}
     ours = {f"delta.constraints.{name}": "".join(expression.lower().split())
             for name, expression in GOLD_FEATURES.constraints}
-    if schema != GOLD_FEATURES.schema:
+    if transaction.schema != GOLD_FEATURES.schema:
         return None, "its schema is not gold.image_features' own"
-    if not metadata.partitionColumns().isEmpty():
+    if transaction.partitioned:
         return None, "it is partitioned"
-    if configuration.get("delta.columnMapping.mode", "none") != "none":
+    if transaction.configuration.get("delta.columnMapping.mode", "none") != "none":
         return None, "it uses column mapping"
     if constraints != ours:
         return None, "its constraints are not gold.image_features' own"
-    return Commit(spark, location, transaction), ""
+    return transaction, ""

@@ -250,3 +250,54 @@ def test_readers_and_writers_give_the_same_tables(spark, lakehouse: Path,
                                   for p, r in stored.items()}
     # Same model, same pixels, same batches: the same bits whoever writes them.
     assert tables["workers", "workers"] == tables["workers", "spark"] == tables["spark", "spark"]
+
+
+def test_an_untested_delta_release_gets_the_public_routes_and_the_same_table(
+        spark, lakehouse: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """With a Delta release other than those common.incremental was tested with, no log
+    file is read and no private class is used: the keys are compared and Spark writes,
+    the run says so, and the table is the one the private routes make."""
+    import importlib.metadata
+
+    from common import incremental
+    from tests.conftest import DATABASES
+
+    # The JVM's Delta is the pip package's release, which is the one tested.
+    assert incremental.delta_version(spark) == importlib.metadata.version("delta-spark")
+    assert incremental.delta_version(spark) in incremental.TESTED_DELTA
+    source = tmp_path / "src"
+    photos = {f"Kiwi/k{i}.jpg": jpeg_bytes(gradient(60 + i, 80, seed=70 + i)) for i in range(4)}
+    tables = {}
+    for tested in (True, False):
+        for database in DATABASES:  # the names point at the previous lakehouse
+            spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
+        lake = tmp_path / f"lake-{tested}"
+        capsys.readouterr()
+        shutil.rmtree(source, ignore_errors=True)
+        with monkeypatch.context() as patch:
+            if not tested:
+                patch.setattr(incremental, "TESTED_DELTA", ())
+                patch.setattr(incremental, "_RUNNING", {})
+            for batch in (sorted(photos)[:2], sorted(photos)[2:]):
+                for name in batch:
+                    write(source / name, photos[name])
+                bronze_silver(source, lake)
+                assert gold(lake, *RANDOM) == 0
+            run = last_run(spark, lake, "gold")
+            location = str(lake / "gold" / "image_features")
+            found = (incremental.checksum(spark, location), incremental.read_commit(
+                spark, location, 0), incremental.open_transaction(spark, location))
+        if tested:
+            assert (run["details"]["changes_from"], run["details"]["writer"]) == (
+                "log", "workers")
+            assert all(value is not None for value in found)
+        else:
+            assert (run["details"]["changes_from"], run["details"]["writer"]) == (
+                "keys", "spark")
+            assert found == (None, None, None)
+            said = capsys.readouterr().err
+            assert said.count("is not a release this product's log reading") == 1, said
+        tables[tested] = {p: (r.label, r.content_hash, r.model, r.features)
+                          for p, r in gold_features(spark, lake).items()}
+    assert len(tables[True]) == 4
+    assert tables[True] == tables[False]
