@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.incremental import data_files
+from common.delta_log import data_files
 from common.spark import local_frame, session_conf
 from common.storage import hadoop_fs, local_path, path_exists, storage_of
 
@@ -233,7 +233,7 @@ def known_files(spark: SparkSession, location: str) -> pd.DataFrame | None:
     its key columns scanned and joined), even when nothing changed; the same three
     columns read straight from bronze's Parquet files take 0.03-0.05 s. The files are
     those of bronze's latest version as its checksum file lists them
-    (:func:`common.incremental.data_files`); when it does not (a remote lakehouse, no
+    (:func:`common.delta_log.data_files`); when it does not (a remote lakehouse, no
     checksum, more files than Delta lists there), this returns None and the caller asks
     Spark. Only the three columns are read, never the images.
     """

@@ -26,13 +26,9 @@ list is rebuilt. In any other case (no marker, a merge or delete upstream or in 
 target, a run killed between its commits, log clean-up, other weights...) the run
 compares the keys as above.
 
-This module is also the one place that knows Delta's log files (commits and checksum
-files) and Delta's private classes (:class:`Transaction`, through py4j). Both are
-used only with a Delta release they were tested with (:data:`TESTED_DELTA`, checked
-against the session's JVM: :func:`private_routes`); with any other, every function here
-that reads the log answers None and no transaction opens, so each caller takes its
-public-API route (the key comparison, Spark's reader and writer), and the run log says
-so once.
+The log path reads Delta's commit and checksum files through :mod:`common.delta_log`,
+the one module that knows them; with a Delta release it was not tested with they answer
+None, and every run compares the keys.
 """
 
 from __future__ import annotations
@@ -48,11 +44,18 @@ from urllib.parse import unquote
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from common.config import join_path, memory_bytes
-from common.spark import latest_version
-from common.storage import read_text
+from common.delta_log import (
+    TableState,
+    appended_files,
+    commit_info,
+    is_append,
+    latest_version,
+    read_commit,
+    records,
+    table_state,
+)
 
 log = logging.getLogger("incremental")
 
@@ -212,137 +215,8 @@ def append_rows(location: str, rows: DataFrame, run_id: str | None = None, *,
 
 # --- The log path ----------------------------------------------------------------------
 
-# Upstream commits a log-path run reads at most; beyond that the keys are compared (one
-# pass over every key costs less than hundreds of small reads from an object store).
-MAX_LOG_COMMITS = 200
 # Characters that Spark's file reader would expand as a glob in a file's path.
 _GLOB = re.compile(r"[*?\[\]{}\\]")
-
-
-@dataclass(frozen=True)
-class TableState:
-    """A Delta table at one version, from that version's checksum file (``.crc``)."""
-
-    version: int
-    id: str
-    schema: T.StructType
-    configuration: dict
-    partition_columns: tuple[str, ...]
-
-
-# The Delta releases whose log files and private classes this module was tested with.
-TESTED_DELTA = ("4.0.1",)
-_RUNNING: dict[str, str] = {}  # per process: the JVM's Delta release, and whether it was said
-
-
-def delta_version(spark: SparkSession) -> str:
-    """The Delta release in the session's JVM (``io.delta.VERSION``), or "unknown"."""
-    if "version" not in _RUNNING:
-        try:
-            _RUNNING["version"] = str(getattr(spark.sparkContext._jvm.io.delta, "package")
-                                      .VERSION())
-        except Exception:  # noqa: BLE001 - a build without it: not one we tested
-            _RUNNING["version"] = "unknown"
-    return _RUNNING["version"]
-
-
-def private_routes(spark: SparkSession) -> bool:
-    """Whether Delta's log files and private classes may be used: the running Delta is
-    one of :data:`TESTED_DELTA`. When not, a warning says so once per process."""
-    version = delta_version(spark)
-    if version in TESTED_DELTA:
-        return True
-    if not _RUNNING.get("said"):
-        _RUNNING["said"] = "yes"
-        log.warning("Delta %s is not a release this product's log reading and file commit "
-                    "were tested with (%s): every table is read and written through Delta's "
-                    "public API this run (same results, slower)", version,
-                    ", ".join(TESTED_DELTA))
-    return False
-
-
-def _log_file(location: str, version: int, suffix: str) -> str:
-    return join_path(location, "_delta_log", f"{version:020d}.{suffix}")
-
-
-def read_commit(spark: SparkSession, location: str, version: int) -> list[dict] | None:
-    """The actions of one commit of the Delta table at ``location`` (None: not there, or
-    a Delta release not tested)."""
-    if not private_routes(spark):
-        return None
-    text = read_text(spark, _log_file(location, version, "json"))
-    if text is None:
-        return None
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def checksum(spark: SparkSession, location: str, version: int | None = None
-             ) -> tuple[int, dict] | None:
-    """The version (default: the latest) of the Delta table at ``location`` and its
-    checksum file (``.crc``, which Delta 4 writes after each commit); None when there is
-    no table or no such file (a writer killed right after its commit), or with a Delta
-    release not tested."""
-    if not private_routes(spark):
-        return None
-    if version is None:
-        version = latest_version(spark, location)
-        if version is None:
-            return None
-    try:
-        found = json.loads(read_text(spark, _log_file(location, version, "crc")) or "null")
-    except ValueError:
-        return None
-    return (version, found) if isinstance(found, dict) else None
-
-
-def table_state(spark: SparkSession, location: str, version: int | None = None
-                ) -> TableState | None:
-    """The table at ``version`` (default: its latest) as its checksum file describes it;
-    None when that file is missing or says nothing of the table's metadata."""
-    found = checksum(spark, location, version)
-    return _state(*found) if found else None
-
-
-def _state(version: int, crc: dict) -> TableState | None:
-    """:class:`TableState` from a version's parsed checksum file (None: no metadata)."""
-    try:
-        metadata = crc.get("metadata") or {}
-        return TableState(version, metadata["id"],
-                          T.StructType.fromJson(json.loads(metadata["schemaString"])),
-                          dict(metadata.get("configuration") or {}),
-                          tuple(metadata.get("partitionColumns") or ()))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def data_files(spark: SparkSession, location: str) -> tuple[TableState, list[str]] | None:
-    """The latest version of the Delta table at ``location`` and the paths of all its data
-    files, from that version's checksum file alone; None when that file does not list
-    them (Delta lists them there only for tables of few files:
-    ``spark.databricks.delta.allFilesInCrc.thresholdNumFiles``) or when reading the files
-    as plain Parquet would not give the table's rows (deletion vectors, column mapping,
-    partitions)."""
-    found = checksum(spark, location)
-    state = _state(*found) if found else None
-    if state is None:
-        return None
-    crc = found[1]
-    files = crc.get("allFiles")
-    protocol = crc.get("protocol") or {}
-    if (not isinstance(files, list) or crc.get("numFiles") != len(files)
-            or protocol.get("minReaderVersion") != 1 or state.partition_columns
-            or not all(isinstance(add, dict) and _plain_file(add) for add in files)):
-        return None
-    return state, [join_path(location, unquote(add["path"])) for add in files]
-
-
-def _plain_file(add: dict) -> bool:
-    """Whether an ``add`` action names a data file, relative to the table, whose rows are
-    all of the file's rows (no deletion vector, no partition values)."""
-    path = add.get("path", "")
-    return bool(path) and not (add.get("deletionVector") or add.get("partitionValues")
-                               or ":" in path or path.startswith("/"))
-
 
 def sync_marker(spark: SparkSession, run_id: str, upstream: str, upstream_version: int,
                 also: Mapping[str, str] | None = None, **facts: str) -> str:
@@ -368,23 +242,14 @@ def sync_marker(spark: SparkSession, run_id: str, upstream: str, upstream_versio
                        "tables": tables, **facts}, sort_keys=True)
 
 
-def _commit_info(actions: list[dict]) -> dict:
-    return next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
-
-
-def _is_append(info: dict) -> bool:
-    return info.get("operation") == "WRITE" and (
-        info.get("operationParameters") or {}).get("mode") == "Append"
-
-
 def last_marker(spark: SparkSession, location: str) -> dict | None:
     """The sync marker of the latest commit of the table at ``location``, if that commit
     is an append that carries one (None otherwise)."""
     version = latest_version(spark, location)
     actions = read_commit(spark, location, version) if version is not None else None
-    info = _commit_info(actions or [])
+    info = commit_info(actions or [])
     text = info.get("userMetadata") or ""
-    if not _is_append(info) or not text.startswith("{"):
+    if not is_append(info) or not text.startswith("{"):
         return None
     try:
         marker = json.loads(text)
@@ -393,29 +258,6 @@ def last_marker(spark: SparkSession, location: str) -> dict | None:
     except (ValueError, KeyError, TypeError):
         return None
     return marker
-
-
-def appended_files(spark: SparkSession, location: str, since: int, until: int
-                   ) -> list[dict] | None:
-    """The ``add`` actions of the commits ``since + 1 .. until`` of the table at
-    ``location`` when every one of them is a plain append of new data files (no removed
-    file, no deletion vector, no change of schema or protocol); None otherwise, or when a
-    commit is missing (log clean-up) or there are more than :data:`MAX_LOG_COMMITS`."""
-    if not 0 <= until - since <= MAX_LOG_COMMITS:
-        return None
-    added = []
-    for version in range(since + 1, until + 1):
-        actions = read_commit(spark, location, version)
-        if actions is None or not _is_append(_commit_info(actions)):
-            return None
-        for action in actions:
-            kind, body = next(iter(action.items()))
-            if kind == "commitInfo":
-                continue
-            if kind != "add" or not body.get("dataChange", True) or not _plain_file(body):
-                return None
-            added.append(body)
-    return added
 
 
 def read_added(spark: SparkSession, location: str, state: TableState,
@@ -456,7 +298,7 @@ def changes_from_log(spark: SparkSession, upstream: str, upstream_version: int, 
     if added is None:
         return None
     rows = read_added(spark, upstream, source, added)
-    counts = [_records(a) for a in added]
+    counts = [records(a) for a in added]
     pending = sum(counts) if None not in counts else rows.count()
     targets = (target, *(also or {}).values())
     return Changes(rows, pending, dict.fromkeys(targets, 0), targets, None, via="log",
@@ -464,52 +306,3 @@ def changes_from_log(spark: SparkSession, upstream: str, upstream_version: int, 
                    properties=source.configuration)
 
 
-def _records(add: dict) -> int | None:
-    try:
-        return int(json.loads(add["stats"])["numRecords"])
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-class Transaction:
-    """One Delta transaction on the table at ``location``, opened before the files it
-    will add are written (Delta's ``OptimisticTransaction``: a change of the table's
-    metadata meanwhile fails its commit). Private classes: used because adding files
-    that Python workers wrote, in one commit, is what lets gold skip Spark's writer (7-8
-    s of JVM CPU in a 20,000-image run, docs/design.md); see :func:`open_transaction`."""
-
-    def __init__(self, spark: SparkSession, location: str, transaction) -> None:  # noqa: ANN001
-        self._spark, self.location, self._txn = spark, location, transaction
-        jvm = spark.sparkContext._jvm
-        metadata = transaction.metadata()
-        self.schema = T.StructType.fromJson(json.loads(metadata.schemaString()))
-        self.configuration = dict(jvm.scala.jdk.javaapi.CollectionConverters.asJava(
-            metadata.configuration()))
-        self.partitioned = not metadata.partitionColumns().isEmpty()
-
-    def add(self, files: Sequence, user_metadata: str) -> int:
-        """Commit data files already in the table's folder as an append: each of
-        ``files`` has ``file`` (its name), ``size``, ``modification_time`` (ms) and
-        ``rows``. Returns the new version."""
-        jvm = self._spark.sparkContext._jvm
-        none = jvm.scala.Option.empty()
-        no_values = getattr(getattr(jvm.scala.collection.immutable, "Map$"), "MODULE$").empty()
-        actions = jvm.java.util.ArrayList()
-        for f in files:
-            actions.add(jvm.org.apache.spark.sql.delta.actions.AddFile(
-                f.file, no_values, f.size, f.modification_time, True,
-                json.dumps({"numRecords": f.rows}), None, None, none, none, none))
-        append = getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$Write")(
-            jvm.org.apache.spark.sql.SaveMode.Append, none, none, jvm.scala.Some(user_metadata))
-        seq = jvm.scala.jdk.javaapi.CollectionConverters.asScala(actions).toList()
-        return int(self._txn.commit(seq, append))
-
-
-def open_transaction(spark: SparkSession, location: str) -> Transaction | None:
-    """A :class:`Transaction` on the Delta table at ``location``; None with a Delta
-    release not tested (:func:`private_routes`): the caller lets Spark write."""
-    if not private_routes(spark):
-        return None
-    jvm = spark.sparkContext._jvm
-    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, location)
-    return Transaction(spark, location, delta_log.startTransaction())

@@ -141,7 +141,7 @@ def _running_rows(spark: SparkSession, location: str) -> list[tuple[str, str, st
     the table's checksum lists its files (a few ms), else by Spark (~0.6 s)."""
     import pyarrow.parquet as pq
 
-    from common.incremental import data_files
+    from common.delta_log import data_files
 
     listed = data_files(spark, location) if storage_of(location).direct else None
     if listed is not None:

@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import logging
 import os
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -33,8 +32,9 @@ from common.config import (
     memory_bytes,
     parse_override,
 )
+from common.delta_log import LOG_FOLDER, is_delta_table, remove_unversioned_log, table_state
 from common.jvm import IVY_DIR, PROJECT_ROOT, archive_option, delta_jars
-from common.storage import hadoop_fs, join_path, local_path, path_exists, storage_of
+from common.storage import join_path, local_path, storage_of
 from common.tables import ALL_TABLES, PAYLOAD_COLUMNS, TableSpec
 
 log = logging.getLogger(__name__)
@@ -237,44 +237,6 @@ def local_frame(
     return spark.createDataFrame(table, schema)
 
 
-# A name in _delta_log that only a committed version leaves: its commit, checkpoint or
-# checksum (``00000000000000000000.json``, ...), or the checkpoint pointer.
-_VERSION_ENTRY = re.compile(r"\d{20}\.|_last_checkpoint$")
-# A committed version's commit file or checkpoint (single or multi-part). Delta writes a
-# commit under a temporary name and renames it (local, HDFS) or puts it whole (S3), so a
-# name of this form is always a complete version.
-_COMMITTED = re.compile(r"(\d{20})\.(?:json|checkpoint(?:\.\d+\.\d+)?\.parquet)$")
-
-
-def _log_names(spark: SparkSession, path: str) -> list[str] | None:
-    """The names in ``path``'s ``_delta_log`` folder, or None when it has none.
-
-    A table's log keeps a commit and a checksum per version for 30 days; a local one
-    is listed by Python itself (:meth:`common.storage.LocalStorage.list_names`).
-    """
-    log_dir = path.rstrip("/") + "/_delta_log"
-    return storage_of(log_dir).list_names(spark, log_dir)
-
-
-def is_delta_table(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` holds a Delta table: a ``_delta_log`` with at least one version.
-
-    A ``_delta_log`` without any is no table but the trace of a creation killed before
-    it wrote version 0 (Delta makes the folder first); :func:`ensure_table` creates the
-    table there again.
-    """
-    return any(_VERSION_ENTRY.match(name) for name in _log_names(spark, path) or ())
-
-
-def latest_version(spark: SparkSession, path: str) -> int | None:
-    """The latest committed version of the Delta table at ``path`` (None: no table),
-    from the names in its log: one listing, where ``DeltaTable.history(1)`` plans and
-    runs a Spark query to read the same number out of the last commit."""
-    versions = [int(match.group(1)) for name in _log_names(spark, path) or ()
-                if (match := _COMMITTED.match(name))]
-    return max(versions) if versions else None
-
-
 def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:
     """Register every product table that exists under ``lakehouse``; return their names."""
     registered = []
@@ -334,8 +296,6 @@ def _check_properties(spark: SparkSession, spec: TableSpec, location: str) -> No
     """
     from delta.tables import DeltaTable
 
-    from common.incremental import table_state  # (it imports this module)
-
     state = table_state(spark, location)  # the checksum file: milliseconds
     properties = (state.configuration if state is not None  # detail(): ~0.5 s
                   else DeltaTable.forPath(spark, location).detail().first().properties or {})
@@ -362,19 +322,14 @@ def _creation_lock(lakehouse: str) -> Iterator[None]:
 def _create_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     from delta.tables import DeltaTable
 
-    if _has_files(spark, location, besides="_delta_log"):
+    if _has_files(spark, location, besides=LOG_FOLDER):
         raise LakehouseError(
             f"{location} holds files but no Delta log: it is not a {spec.name} table "
             "of this lakehouse; refusing to overwrite it."
         )
-    log_dir = location.rstrip("/") + "/_delta_log"
-    if path_exists(spark, log_dir):
-        # A log without a version: a creation killed before it wrote version 0. Delta
-        # would take the folder for a table and fail to read it, so it goes.
-        fs, hpath = hadoop_fs(spark, log_dir)
-        fs.delete(hpath, True)
-        log.warning("removed %s: the trace of a creation of %s interrupted before its "
-                    "first version", log_dir, spec.name)
+    if remove_unversioned_log(spark, location):
+        log.warning("removed the Delta log of %s at %s: the trace of a creation "
+                    "interrupted before its first version", spec.name, location)
     try:
         DeltaTable.createIfNotExists(spark).location(location).addColumns(
             spec.schema

@@ -21,7 +21,8 @@ from pyspark.sql import DataFrame, SparkSession
 from common.config import Config
 from common.jobs import EXIT_CONFIG, EXIT_OK, base_parser, config_from_args, parse_or_exit
 from common.log import setup_logging
-from common.spark import build_session, is_delta_table
+from common.delta_log import is_delta_table
+from common.spark import build_session
 from common.storage import join_path, local_path, storage_of
 from common.tables import ALL_TABLES
 
@@ -92,7 +93,7 @@ def write_init(config: Config) -> str:
     lines = []
     for spec in ALL_TABLES:
         location = spec.location(config.lakehouse)
-        if not storage_of(location).direct or (local_path(location) / "_delta_log").is_dir():
+        if not storage_of(location).direct or is_delta_table(None, location):
             lines.append(f"CREATE DATABASE IF NOT EXISTS {spec.database};")
             lines.append(f"CREATE TABLE IF NOT EXISTS {spec.name} USING delta "
                          f"LOCATION {sql_string(location)};")

@@ -37,9 +37,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from common.config import Config
-from common.incremental import appended_files, read_added, table_state
+from common.delta_log import appended_files, latest_version, table_state
+from common.incremental import read_added
 from common.jobs import fault_point
-from common.spark import latest_version
 from common.storage import hadoop_fs, join_path, local_path, read_text, storage_of, write_text
 from gold.transform import export_columns
 

@@ -38,21 +38,20 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError
+from common.delta_log import Transaction, is_delta_table, private_routes
 from common.incremental import (
     Changes,
-    Transaction,
     append_rows,
     changes,
     changes_from_log,
     delete_stale,
-    private_routes,
     read_pinned,
     sync_marker,
 )
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table, session_conf
+from common.spark import ensure_table, session_conf
 from common.storage import storage_of
 from common.tables import GOLD_FEATURES, SILVER_IMAGES
 from gold.model import best_batch_size, build_payload, resolve_weights

@@ -34,11 +34,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError
+from common.delta_log import is_delta_table
 from common.incremental import append_rows, changes, delete_stale, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table
+from common.spark import ensure_table
 from common.storage import hadoop_fs, join_path, read_text, storage_of, write_text
 from common.tables import GOLD_FEATURES, GOLD_PCA
 from gold.pca import (

@@ -25,9 +25,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.config import Config, ConfigError, join_path, local_path
+from common.delta_log import is_delta_table
 from common.images import model_views
 from common.incremental import read_pinned
-from common.spark import is_delta_table
 from common.storage import storage_of
 from common.tables import FEATURE_SIZE, SILVER_IMAGES, TOP_SPECIES
 from gold.classifier import META_FILE, Classifier

@@ -50,10 +50,11 @@ from common.config import (
     Config,
     ConfigError,
 )
+from common.delta_log import is_delta_table
 from common.incremental import read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table, local_frame
+from common.spark import ensure_table, local_frame
 from common.storage import local_path, storage_of
 from common.tables import CLASSIFIER_MODELS, GOLD_FEATURES, SILVER_IMAGES
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows

@@ -38,7 +38,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.incremental import Transaction, delta_version, open_transaction
+from common.delta_log import Transaction, delta_version, open_transaction
 from common.tables import FEATURE_SIZE, GOLD_FEATURES
 from gold.model import ModelPayload
 from gold.silver_files import local_file
@@ -137,7 +137,7 @@ def write_files(keys: DataFrame, write: Callable) -> list[Row]:
 
 
 def open_commit(spark: SparkSession, location: str) -> tuple[Transaction | None, str]:
-    """A transaction (:func:`common.incremental.open_transaction`) on gold's table at
+    """A transaction (:func:`common.delta_log.open_transaction`) on gold's table at
     ``location`` when the workers may write its files, else None; and why not."""
     transaction = open_transaction(spark, location)
     if transaction is None:

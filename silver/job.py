@@ -22,6 +22,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from common.config import Config, ConfigError
+from common.delta_log import is_delta_table
 from common.images import DecodeLimits
 from common.incremental import (
     append_rows,
@@ -34,7 +35,7 @@ from common.incremental import (
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, is_delta_table, session_conf
+from common.spark import ensure_table, session_conf
 from common.tables import BRONZE_IMAGES, OPS_RUNS, SILVER_IMAGES, SILVER_REJECTS
 from silver.transform import (
     accepted_images,

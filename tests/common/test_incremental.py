@@ -1,5 +1,5 @@
 """common/incremental.py: which upstream rows a run still has to process, which target
-rows are stale; common.spark.latest_version."""
+rows are stale; what common.delta_log reads of a table's log."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from common.incremental import (
     append_rows,
     changes,
     changes_from_log,
-    data_files,
     delete_stale,
     last_marker,
     read_pinned,
     sync_marker,
-    table_state,
 )
 from common.config import local_path
-from common.spark import latest_version, session_conf
+from common.delta_log import data_files, latest_version, table_state
+from common.spark import session_conf
 
 KEY_SCHEMA = "path string, content_hash string"
 

@@ -254,17 +254,17 @@ def test_readers_and_writers_give_the_same_tables(spark, lakehouse: Path,
 
 def test_an_untested_delta_release_gets_the_public_routes_and_the_same_table(
         spark, lakehouse: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    """With a Delta release other than those common.incremental was tested with, no log
+    """With a Delta release other than those common.delta_log was tested with, no log
     file is read and no private class is used: the keys are compared and Spark writes,
     the run says so, and the table is the one the private routes make."""
     import importlib.metadata
 
-    from common import incremental
+    from common import delta_log
     from tests.conftest import DATABASES
 
     # The JVM's Delta is the pip package's release, which is the one tested.
-    assert incremental.delta_version(spark) == importlib.metadata.version("delta-spark")
-    assert incremental.delta_version(spark) in incremental.TESTED_DELTA
+    assert delta_log.delta_version(spark) == importlib.metadata.version("delta-spark")
+    assert delta_log.delta_version(spark) in delta_log.TESTED_DELTA
     source = tmp_path / "src"
     photos = {f"Kiwi/k{i}.jpg": jpeg_bytes(gradient(60 + i, 80, seed=70 + i)) for i in range(4)}
     tables = {}
@@ -276,8 +276,8 @@ def test_an_untested_delta_release_gets_the_public_routes_and_the_same_table(
         shutil.rmtree(source, ignore_errors=True)
         with monkeypatch.context() as patch:
             if not tested:
-                patch.setattr(incremental, "TESTED_DELTA", ())
-                patch.setattr(incremental, "_RUNNING", {})
+                patch.setattr(delta_log, "TESTED_DELTA", ())
+                patch.setattr(delta_log, "_RUNNING", {})
             for batch in (sorted(photos)[:2], sorted(photos)[2:]):
                 for name in batch:
                     write(source / name, photos[name])
@@ -285,8 +285,8 @@ def test_an_untested_delta_release_gets_the_public_routes_and_the_same_table(
                 assert gold(lake, *RANDOM) == 0
             run = last_run(spark, lake, "gold")
             location = str(lake / "gold" / "image_features")
-            found = (incremental.checksum(spark, location), incremental.read_commit(
-                spark, location, 0), incremental.open_transaction(spark, location))
+            found = (delta_log.checksum(spark, location), delta_log.read_commit(
+                spark, location, 0), delta_log.open_transaction(spark, location))
         if tested:
             assert (run["details"]["changes_from"], run["details"]["writer"]) == (
                 "log", "workers")

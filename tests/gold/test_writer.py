@@ -91,7 +91,7 @@ def test_files_of_an_uncommitted_run_are_not_in_the_table(spark, lakehouse: Path
     """Files written by the workers are in the table only once the commit names them:
     a run that fails after writing them leaves the table as it was, and the next run
     writes each row once."""
-    from common import incremental
+    from common import delta_log
 
     source = tmp_path / "src"
     for i in range(3):
@@ -103,7 +103,7 @@ def test_files_of_an_uncommitted_run_are_not_in_the_table(spark, lakehouse: Path
         raise OSError("the disk went away")
 
     with monkeypatch.context() as patch:
-        patch.setattr(incremental.Transaction, "add", fail)
+        patch.setattr(delta_log.Transaction, "add", fail)
         assert gold(lakehouse, *RANDOM) != 0
     left = sorted(folder.glob("*.parquet"))
     assert left and sum(pq.read_metadata(f).num_rows for f in left) == 3
