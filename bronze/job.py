@@ -46,6 +46,7 @@ from bronze.storage import (
     read_files,
     write_files,
 )
+from bronze.tables import BRONZE_IMAGES
 from bronze.transform import (
     STATUS_TOO_LARGE,
     STATUS_UNREADABLE,
@@ -64,7 +65,6 @@ from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, local_frame
 from common.storage import local_path, path_exists, storage_of
-from common.tables import BRONZE_IMAGES
 
 log = logging.getLogger("bronze")
 

@@ -9,7 +9,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from common.tables import BRONZE_IMAGES
+from bronze.tables import BRONZE_IMAGES
 
 STATUS_OK = "ok"
 STATUS_TOO_LARGE = "too_large"

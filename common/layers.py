@@ -48,6 +48,12 @@ class Layer:
     details: Callable[[Config], dict] | None = None
 
 
+def layer_packages() -> list[str]:
+    """The packages of the :data:`PIPELINE` layers, in order (``bronze``, ``silver``,
+    ``gold``): where :func:`common.tables.all_tables` looks for their tables."""
+    return list(dict.fromkeys(name.split(".")[0] for name in PIPELINE))
+
+
 def pipeline_layers() -> list[Layer]:
     """The :data:`PIPELINE` layers, in order."""
     layers = []

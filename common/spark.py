@@ -35,7 +35,7 @@ from common.config import (
 from common.delta_log import LOG_FOLDER, is_delta_table, remove_unversioned_log, table_state
 from common.jvm import IVY_DIR, PROJECT_ROOT, archive_option, delta_jars
 from common.storage import join_path, local_path, storage_of
-from common.tables import ALL_TABLES, PAYLOAD_COLUMNS, TableSpec
+from common.tables import TableSpec, all_tables, payload_columns
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def spark_settings(config: Config, *, use_archive: bool = True) -> dict[str, str
     # Binary.lexicographicCompare/equals/hashCode and the dictionary writer), and hashing
     # 1280 distinct floats per row was the driver JVM's main work while gold's model ran
     # (5,100 images). Parquet readers do not need either to read the column.
-    for column in PAYLOAD_COLUMNS:
+    for column in payload_columns():
         settings[f"spark.hadoop.parquet.enable.dictionary#{column}"] = "false"
         settings[f"spark.hadoop.parquet.column.statistics.enabled#{column}"] = "false"
     if local:
@@ -240,7 +240,7 @@ def local_frame(
 def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:
     """Register every product table that exists under ``lakehouse``; return their names."""
     registered = []
-    for spec in ALL_TABLES:
+    for spec in all_tables():
         location = spec.location(lakehouse)
         if is_delta_table(spark, location):
             register_table(spark, spec, location)
@@ -336,7 +336,7 @@ def _create_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
         ).execute()
         register_table(spark, spec, location)
         for name, expression in spec.constraints:
-            # Constraint names and expressions are constants of common.tables.
+            # Constraint names and expressions are constants of the layers' tables modules.
             spark.sql(f"ALTER TABLE {spec.name} ADD CONSTRAINT {name} CHECK ({expression})")
         log.info("created table %s at %s", spec.name, location)
     except Exception:

@@ -19,12 +19,12 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from common.config import Config
+from common.delta_log import is_delta_table
 from common.jobs import EXIT_CONFIG, EXIT_OK, base_parser, config_from_args, parse_or_exit
 from common.log import setup_logging
-from common.delta_log import is_delta_table
 from common.spark import build_session
 from common.storage import join_path, local_path, storage_of
-from common.tables import ALL_TABLES
+from common.tables import OPS_RUNS, all_tables
 
 
 def format_table(frame: DataFrame, limit: int = 1000) -> str:
@@ -53,9 +53,6 @@ def _cell(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-LAYER_TABLES = ("bronze.images", "silver.images", "silver.rejects", "gold.image_features",
-                "gold.image_features_pca")
-
 SUMMARY_QUERIES = (
     ("Rejects by reason", "SELECT reason, count(*) AS files FROM silver.rejects GROUP BY reason"),
     (
@@ -68,8 +65,10 @@ SUMMARY_QUERIES = (
 
 
 def rows_per_layer(spark: SparkSession) -> str:
-    """One query counting the rows of each layer table that exists (in pipeline order)."""
-    present = [name for name in LAYER_TABLES if spark.catalog.tableExists(name)]
+    """One query counting the rows of each layer's tables that exist (in pipeline order;
+    the run log is shown apart)."""
+    present = [spec.name for spec in all_tables()
+               if spec is not OPS_RUNS and spark.catalog.tableExists(spec.name)]
     if not present:
         return "SELECT 'none yet' AS table_name, 0 AS rows"
     return " UNION ALL ".join(
@@ -91,7 +90,7 @@ def print_summary(spark: SparkSession, config: Config) -> None:
 def write_init(config: Config) -> str:
     """Write the ``spark-sql -i`` file that registers every existing table by name."""
     lines = []
-    for spec in ALL_TABLES:
+    for spec in all_tables():
         location = spec.location(config.lakehouse)
         if not storage_of(location).direct or is_delta_table(None, location):
             lines.append(f"CREATE DATABASE IF NOT EXISTS {spec.database};")

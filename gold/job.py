@@ -53,12 +53,13 @@ from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, session_conf
 from common.storage import storage_of
-from common.tables import GOLD_FEATURES, SILVER_IMAGES
-from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.export import export_if_stale
+from gold.model import best_batch_size, build_payload, resolve_weights
+from gold.tables import GOLD_FEATURES
 from gold.transform import to_gold_rows, with_features
 from gold.udf import UdfMetrics, features_udf
 from gold.writer import features_files, open_commit, write_files
+from silver.tables import SILVER_IMAGES
 
 log = logging.getLogger("gold")
 

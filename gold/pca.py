@@ -22,7 +22,8 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from common.tables import FEATURE_SIZE, GOLD_PCA
+from common.tables import FEATURE_SIZE
+from gold.tables import GOLD_PCA
 
 
 @dataclass(frozen=True)

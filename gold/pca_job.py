@@ -41,7 +41,6 @@ from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table
 from common.storage import hadoop_fs, join_path, read_text, storage_of, write_text
-from common.tables import GOLD_FEATURES, GOLD_PCA
 from gold.pca import (
     PcaFit,
     choose_k,
@@ -51,6 +50,7 @@ from gold.pca import (
     to_pca_rows,
     with_feature_vector,
 )
+from gold.tables import GOLD_FEATURES, GOLD_PCA
 
 log = logging.getLogger("pca")
 

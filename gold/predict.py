@@ -29,9 +29,11 @@ from common.delta_log import is_delta_table
 from common.images import model_views
 from common.incremental import read_pinned
 from common.storage import storage_of
-from common.tables import FEATURE_SIZE, SILVER_IMAGES, TOP_SPECIES
+from common.tables import FEATURE_SIZE
 from gold.classifier import META_FILE, Classifier
 from gold.model import ModelPayload, best_batch_size, build_engine, build_payload, featurize
+from gold.tables import TOP_SPECIES
+from silver.tables import SILVER_IMAGES
 
 SERVING_FILE = "serving.json"
 

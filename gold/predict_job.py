@@ -34,7 +34,6 @@ from common.jobs import base_parser, config_from_args, fault_point, parse_or_exi
 from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table
-from common.tables import GOLD_FEATURES, GOLD_PREDICTIONS, SILVER_IMAGES
 from gold.predict import (
     load_serving,
     serving_state,
@@ -42,6 +41,8 @@ from gold.predict import (
     with_answers,
     with_view_features,
 )
+from gold.tables import GOLD_FEATURES, GOLD_PREDICTIONS
+from silver.tables import SILVER_IMAGES
 
 log = logging.getLogger("predict")
 

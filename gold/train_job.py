@@ -56,7 +56,6 @@ from common.jobs import base_parser, config_from_args, fault_point, parse_or_exi
 from common.runlog import Run
 from common.spark import ensure_table, local_frame
 from common.storage import local_path, storage_of
-from common.tables import CLASSIFIER_MODELS, GOLD_FEATURES, SILVER_IMAGES
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
 from gold.predict import (
     models_root,
@@ -69,6 +68,8 @@ from gold.predict import (
     with_view_features,
     write_serving,
 )
+from gold.tables import CLASSIFIER_MODELS, GOLD_FEATURES
+from silver.tables import SILVER_IMAGES
 
 log = logging.getLogger("train")
 

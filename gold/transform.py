@@ -8,7 +8,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from common.tables import GOLD_FEATURES
+from gold.tables import GOLD_FEATURES
 
 
 def with_features(

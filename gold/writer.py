@@ -39,9 +39,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.delta_log import Transaction, delta_version, open_transaction
-from common.tables import FEATURE_SIZE, GOLD_FEATURES
+from common.tables import FEATURE_SIZE
 from gold.model import ModelPayload
 from gold.silver_files import local_file
+from gold.tables import GOLD_FEATURES
 from gold.udf import UdfMetrics, cached_engine, read_pixels, run_model
 
 _ELEMENT = pa.field("element", pa.float32(), nullable=False)

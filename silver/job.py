@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
+from bronze.tables import BRONZE_IMAGES
 from common.config import Config, ConfigError
 from common.delta_log import is_delta_table
 from common.images import DecodeLimits
@@ -36,7 +37,8 @@ from common.jobs import base_parser, config_from_args, fault_point, parse_or_exi
 from common.layers import Layer
 from common.runlog import Run
 from common.spark import ensure_table, session_conf
-from common.tables import BRONZE_IMAGES, OPS_RUNS, SILVER_IMAGES, SILVER_REJECTS
+from common.tables import OPS_RUNS
+from silver.tables import SILVER_IMAGES, SILVER_REJECTS
 from silver.transform import (
     accepted_images,
     outcome_counts,

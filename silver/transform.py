@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.images import DecodeLimits, ImageRejected, decode_for_model
-from common.tables import SILVER_IMAGES, SILVER_REJECTS
+from silver.tables import SILVER_IMAGES, SILVER_REJECTS
 
 MAX_ERROR_CHARS = 1000
 

@@ -102,31 +102,70 @@ def test_pca_and_predict_step_out_of_the_pipeline_when_asked_or_without_a_model(
     assert predict_job.LAYER.body(config, PipelineOptions()) is predict_job.predict_new
 
 
-def _count_bronze(spark, config, run) -> None:  # noqa: ANN001 - a test layer's body
-    run.rows_out = spark.read.format("delta").load(f"{config.lakehouse}/bronze/images").count()
+EXTRA_TABLES = """
+from pyspark.sql import types as T
+
+from common.tables import TableSpec, field
+
+COUNTS = TableSpec("extra", "counts", T.StructType([field("images", T.LongType(), False)]))
+TABLES = (COUNTS,)
+"""
+
+EXTRA_JOB = """
+from common.layers import Layer
+from common.spark import ensure_table
+from extra_layer.tables import COUNTS
+
+
+def count(spark, config, run):
+    location = ensure_table(spark, COUNTS, config.lakehouse)
+    images = spark.read.format("delta").load(f"{config.lakehouse}/bronze/images").count()
+    spark.createDataFrame([(images,)], COUNTS.schema).write.format("delta").mode(
+        "append").save(location)
+    run.rows_out = images
     run.details["seen_by"] = "extra"
 
 
-def _extra_layer():  # noqa: ANN202
-    from common.layers import Layer
-
-    return Layer("extra", body=lambda config, options: _count_bronze)
+LAYER = Layer("extra", body=lambda config, options: count)
+"""
 
 
-def test_a_layer_registered_by_one_line_runs_in_the_pipeline(
-        spark, lakehouse: Path, tmp_path: Path, monkeypatch) -> None:
-    import sys
-
+def test_a_layer_registered_by_one_line_runs_in_the_pipeline_with_its_own_table(
+        spark, lakehouse: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """A new layer is its package (a job module declaring LAYER, a tables module
+    declaring TABLES) and one line in common.layers.PIPELINE: the pipeline runs it, its
+    table is created, registered by name and counted in the summary, and make sql's
+    init file names it."""
     from common import layers
     from common.pipeline import main
+    from common.sql import write_init
+    from common.tables import all_tables
 
-    monkeypatch.setattr(sys.modules[__name__], "LAYER", _extra_layer(), raising=False)
-    monkeypatch.setattr(layers, "PIPELINE", ("bronze.job", __name__))
+    package = tmp_path / "code" / "extra_layer"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "tables.py").write_text(EXTRA_TABLES)
+    (package / "job.py").write_text(EXTRA_JOB)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    monkeypatch.setattr(layers, "PIPELINE", ("bronze.job", "extra_layer.job"))
+    assert [spec.name for spec in all_tables()] == ["bronze.images", "extra.counts",
+                                                     "ops.runs"]
     source = tmp_path / "photos"
     for i in range(3):
         write(source / "Fig" / f"f{i}.jpg", jpeg_bytes(gradient(seed=60 + i)))
+    capsys.readouterr()
     assert main(["--source", str(source), "--lakehouse", str(lakehouse)]) == 0
+    said = capsys.readouterr().out
     runs = _table(spark, lakehouse, "ops/runs").orderBy("started_at").collect()
     assert [(r.job, r.status, r.rows_out) for r in runs] == [
         ("bronze", "succeeded", 3), ("extra", "succeeded", 3)]
     assert json.loads(runs[1].details)["seen_by"] == "extra"
+    assert [r.images for r in spark.sql("SELECT images FROM extra.counts").collect()] == [3]
+    summary = said[said.index("== Rows per layer =="):]
+    assert [line.split() for line in summary.splitlines()[3:5]] == [
+        ["bronze.images", "3"], ["extra.counts", "1"]], summary
+    from common.config import load_config
+
+    init = Path(write_init(load_config("local", {"lakehouse": str(lakehouse)}))).read_text()
+    assert f"CREATE TABLE IF NOT EXISTS extra.counts USING delta LOCATION " \
+           f"'{lakehouse / 'extra' / 'counts'}';" in init

@@ -114,7 +114,7 @@ def test_gold_constraints_reject_a_wrong_vector(spark, lakehouse: Path, tmp_path
     from datetime import datetime, timezone
 
     from common.spark import ensure_table
-    from common.tables import GOLD_FEATURES
+    from gold.tables import GOLD_FEATURES
 
     location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
     bad = spark.createDataFrame(

@@ -12,9 +12,9 @@ from PIL import Image
 from pyspark.sql import functions as F
 
 from common.spark import ensure_table
-from common.tables import GOLD_FEATURES
 from gold.pca import choose_k
 from gold.pca_job import main as pca_main
+from gold.tables import GOLD_FEATURES
 from tests.gold.helpers import last_run
 
 OPTS = ["--set", "spark.shuffle_partitions=2", "--set", "pca.min_rows=10"]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from common.spark import ensure_table
-from common.tables import GOLD_FEATURES
+from gold.classifier import prepare
 from gold.predict import serving_state
 from gold.predict_job import main as predict_main
-from gold.classifier import prepare
+from gold.tables import GOLD_FEATURES
 from gold.train_job import main as train_main, with_prepared
 from tests.gold.helpers import last_run
 
@@ -202,7 +202,7 @@ def test_views_of_real_photos_come_from_silver_through_golds_engine(
         spark, lakehouse: Path, imagenet) -> None:
     from common.config import ConfigError, load_config
     from common.images import DecodeLimits, decode_for_model, model_views, pixels_to_array
-    from common.tables import SILVER_IMAGES
+    from silver.tables import SILVER_IMAGES
     from gold.model import build_engine, build_payload, featurize
     from gold.predict import view_maker, with_view_features
     from tests.gold.service_helpers import fruit, jpeg

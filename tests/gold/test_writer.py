@@ -60,7 +60,7 @@ def test_workers_write_only_the_products_own_table(spark, lakehouse: Path,
     """A gold table with a rule of its user (here a constraint) is written by Spark's
     Delta writer, which applies it: auto picks Spark, an explicit workers stops."""
     from common.spark import ensure_table
-    from common.tables import GOLD_FEATURES
+    from gold.tables import GOLD_FEATURES
 
     location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
     commit, why = open_commit(spark, location)
