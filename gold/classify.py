@@ -40,7 +40,7 @@ from common.images import (
     pixels_to_array,
 )
 from gold.classifier import Classifier
-from gold.model import build_engine, build_payload, featurize
+from gold.model import Predict, build_payload, make_predict_fn
 from gold.predict import load_serving
 
 EXIT_OK, EXIT_CONFIG = 0, 2
@@ -62,7 +62,7 @@ class PhotoClassifier:
                 f"{self.classifier.version} was trained on features of "
                 f"{self.classifier.feature_model}: give the same weights (--weights)")
         self.payload = payload
-        self.engine = build_engine(payload, threads or os.cpu_count() or 1)
+        self.predict = make_predict_fn(payload, threads or os.cpu_count() or 1)
 
     def with_classifier(self, classifier: Classifier) -> PhotoClassifier:
         """The same engine with another model version (a promotion), if its features
@@ -80,18 +80,17 @@ class PhotoClassifier:
         decoding (as a check)."""
         return pixels_to_array(decode_for_model(content, self.limits, reduce=reduce).pixels)[None]
 
-    def features_of(self, pixels: np.ndarray, engine: object | None = None) -> np.ndarray:
+    def features_of(self, pixels: np.ndarray, predict: Predict | None = None) -> np.ndarray:
         """float32 (1 + views, 1280): gold's features of :meth:`pixels`, then of the
-        classifier's views of it (:func:`common.images.model_views`), by ``engine`` (one
+        classifier's views of it (:func:`common.images.model_views`), by ``predict`` (one
         of the same payload's, e.g. the service's pool) or this classifier's own. The
         views are made only when the answer depends on them
         (:meth:`gold.classifier.Classifier.needs_views`); otherwise their rows are NaN."""
-        engine = engine or self.engine
-        photo = featurize(engine, pixels, 1)
+        predict = predict or self.predict
+        photo = predict(pixels)
         views = self.classifier.views
         if views and self.classifier.needs_views(photo)[0]:
-            return np.concatenate([photo, featurize(engine, model_views(pixels[0], views),
-                                                    len(views))])
+            return np.concatenate([photo, predict(model_views(pixels[0], views))])
         return np.concatenate([photo, np.full((len(views), photo.shape[1]), np.nan,
                                               np.float32)])
 

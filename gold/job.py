@@ -57,7 +57,7 @@ from gold.export import export_if_stale
 from gold.model import best_batch_size, build_payload, resolve_weights
 from gold.tables import GOLD_FEATURES
 from gold.transform import to_gold_rows, with_features
-from gold.udf import UdfMetrics, features_udf
+from gold.udf import UdfMetrics, WorkerModel, features_udf
 from gold.writer import features_files, open_commit, write_files
 from silver.tables import SILVER_IMAGES
 
@@ -137,15 +137,14 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
     metrics = UdfMetrics.create(spark)
     threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
     batch_size = config.gold.batch_size or best_batch_size(config.gold.engine, threads)
+    model = WorkerModel(broadcast, identity, config.gold.engine, batch_size, threads, metrics)
     now = datetime.now(timezone.utc)
     if commit is None:
-        features = features_udf(broadcast, identity, config.gold.engine, batch_size, threads,
-                                metrics, from_files=reader == "workers")
+        features = features_udf(model, from_files=reader == "workers")
         rows = work.transform(with_features(features, from_files=reader == "workers")
                               ).transform(to_gold_rows(identity, run.run_id, now))
     else:
-        write = features_files(broadcast, identity, config.gold.engine, batch_size, threads,
-                               metrics, table=location, run_id=run.run_id, now=now)
+        write = features_files(model, table=location, run_id=run.run_id, now=now)
     fault_point("gold:before_write")
     started = time.perf_counter()
     split = _split_bytes(spark, config, work_bytes)

@@ -427,6 +427,28 @@ def best_batch_size(engine: str, threads: int) -> int:
     return engine_kind(engine).best_batch(threads)
 
 
+# What every route featurizes with: uint8 (n, 224, 224, 3) -> float32 (n, 1280).
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def make_predict_fn(payload: ModelPayload, threads: int, batch_size: int = 0) -> Predict:
+    """The model factory, in the shape of ``pyspark.ml.functions.predict_batch_udf``'s
+    ``make_predict_fn``: called once where the model runs (a Spark worker, ``make
+    classify``, each engine of the service), it builds the payload's engine with
+    ``threads`` threads and returns ``predict(images) -> features``, the one batch loop
+    of every route (:func:`featurize`, at most ``batch_size`` images per model call; 0:
+    the engine's best). ``predict_batch_udf`` itself is not used: it takes fixed-shape
+    tensor columns, and gold's workers may read the images from silver's files instead
+    (:mod:`gold.silver_files`)."""
+    engine = build_engine(payload, threads)
+    size = batch_size or best_batch_size(payload.engine, threads)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return featurize(engine, images, size)
+
+    return predict
+
+
 def featurize(engine: Engine, images: np.ndarray, batch_size: int) -> np.ndarray:
     """uint8 (n, 224, 224, 3) -> float32 (n, 1280), ``batch_size`` images per model call."""
     out = np.empty((len(images), FEATURE_SIZE), dtype=np.float32)

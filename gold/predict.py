@@ -31,7 +31,7 @@ from common.incremental import read_pinned
 from common.storage import storage_of
 from common.tables import FEATURE_SIZE
 from gold.classifier import META_FILE, Classifier
-from gold.model import ModelPayload, best_batch_size, build_engine, build_payload, featurize
+from gold.model import ModelPayload, Predict, build_payload, make_predict_fn
 from gold.tables import TOP_SPECIES
 from silver.tables import SILVER_IMAGES
 
@@ -108,11 +108,11 @@ class ViewMaker:
     engine: str
     views: tuple[str, ...]
 
-    def features(self, engine: object, images: list) -> np.ndarray:
+    def features(self, predict: Predict, images: list) -> np.ndarray:
         """float32 (n, views, 1280): the views of each model input (silver's 224x224
-        RGB bytes) by ``engine``."""
+        RGB bytes) by ``predict`` (:func:`gold.model.make_predict_fn` of the payload)."""
         pixels = np.concatenate([model_views(image, self.views) for image in images])
-        vectors = featurize(engine, pixels, best_batch_size(self.engine, 1))
+        vectors = predict(pixels)
         return vectors.reshape(len(images), len(self.views), FEATURE_SIZE)
 
 
@@ -157,7 +157,7 @@ def with_view_features(spark: SparkSession, lakehouse: str, maker: ViewMaker | N
     shared = spark.sparkContext.broadcast((maker, classifier))
 
     def featurize_views(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine = None  # one single-threaded engine per task; the tasks fill the cores
+        predict = None  # one single-threaded engine per task; the tasks fill the cores
         views_of, model = shared.value
         for batch in batches:
             if batch.empty:
@@ -168,8 +168,8 @@ def with_view_features(spark: SparkSession, lakehouse: str, maker: ViewMaker | N
                 have &= model.needs_views(np.stack(batch["features"].to_numpy()))
             views: list = [None] * len(batch)
             if have.any():
-                engine = engine or build_engine(views_of.payload, 1)
-                made = views_of.features(engine, list(batch["_image"][have]))
+                predict = predict or make_predict_fn(views_of.payload, 1)
+                made = views_of.features(predict, list(batch["_image"][have]))
                 for k, i in enumerate(np.flatnonzero(have)):
                     views[i] = list(made[k])
             out["views"] = views

@@ -33,17 +33,16 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark import Broadcast, TaskContext
+from pyspark import TaskContext
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.delta_log import Transaction, delta_version, open_transaction
 from common.tables import FEATURE_SIZE
-from gold.model import ModelPayload
 from gold.silver_files import local_file
 from gold.tables import GOLD_FEATURES
-from gold.udf import UdfMetrics, cached_engine, read_pixels, run_model
+from gold.udf import WorkerModel, predicted, read_pixels
 
 _ELEMENT = pa.field("element", pa.float32(), nullable=False)
 _TYPES = {T.StringType(): pa.string(), T.TimestampType(): pa.timestamp("us", tz="UTC"),
@@ -92,8 +91,7 @@ def gold_table(keys: pa.Table, vectors: np.ndarray, model: str, run_id: str,
 
 
 def features_files(
-    payload: Broadcast[ModelPayload], identity: str, engine: str, batch_size: int,
-    threads: int, metrics: UdfMetrics, *, table: str, run_id: str, now: datetime,
+    model: WorkerModel, *, table: str, run_id: str, now: datetime,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """A ``mapInArrow`` function: featurizes a task's rows (``file``, the silver file of
     each row, and :data:`KEY_COLUMNS`; the worker reads each image from that file),
@@ -103,18 +101,14 @@ def features_files(
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         keys, vectors = [], []
-        for batch in batches:
-            if not batch.num_rows:
-                continue
-            model = cached_engine(payload, identity, engine, threads, metrics)
-            pixels = read_pixels(*(batch.column(c).to_pylist()
-                                   for c in ("file", "path", "content_hash")))
-            vectors.append(run_model(model, pixels, batch_size, metrics))
-            keys.append(batch.select(list(KEY_COLUMNS)))
+        for batch, features in predicted(model, batches, _pixels):
+            if batch.num_rows:
+                vectors.append(features)
+                keys.append(batch.select(list(KEY_COLUMNS)))
         if not keys:
             return
-        rows = gold_table(pa.Table.from_batches(keys), np.concatenate(vectors), identity,
-                          run_id, now)
+        rows = gold_table(pa.Table.from_batches(keys), np.concatenate(vectors),
+                          model.identity, run_id, now)
         task = TaskContext.get()
         name = f"part-{task.partitionId() if task else 0:05d}-{uuid.uuid4()}-c000.zstd.parquet"
         path = os.path.join(folder, name)
@@ -128,6 +122,10 @@ def features_files(
             schema=_RESULT_ARROW)
 
     return write
+
+
+def _pixels(batch: pa.RecordBatch) -> np.ndarray:
+    return read_pixels(*(batch.column(c).to_pylist() for c in ("file", "path", "content_hash")))
 
 
 def write_files(keys: DataFrame, write: Callable) -> list[Row]:

@@ -44,7 +44,7 @@ from common.images import (
 )
 from gold.classifier import Classifier
 from gold.classify import PhotoClassifier
-from gold.model import build_engine
+from gold.model import make_predict_fn
 from gold.predict import load_serving, report_root, serving_state
 
 log = logging.getLogger("serve")
@@ -70,9 +70,9 @@ class ModelHolder:
 
     def _load(self, photos: PhotoClassifier) -> tuple[PhotoClassifier, queue.Queue]:
         engines: queue.Queue = queue.Queue()
-        engines.put(photos.engine)
+        engines.put(photos.predict)
         for _ in range(self.size - 1):
-            engines.put(build_engine(photos.payload, 1))
+            engines.put(make_predict_fn(photos.payload, 1))
         return photos, engines
 
     @property
@@ -86,7 +86,7 @@ class ModelHolder:
             if not state or state["version"] == self.classifier.version:
                 return False
             new = self.photos.with_classifier(load_serving(self.config.lakehouse))
-            if new.engine is self.photos.engine:
+            if new.predict is self.photos.predict:
                 self.photos = new  # one assignment: a request uses the old or the new whole
             else:  # features of other weights: new engines too, swapped in one assignment
                 self.photos, self.engines = self._load(new)
