@@ -29,7 +29,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 COMMON = --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE" $(JOB_ARGS)
 
 .PHONY: help setup run pipeline bronze silver gold pca train predict classify sql sql-shell \
-        serve serve-bench classify-bench demo test test-quick test-long cluster-test s3-test bench history \
+        serve serve-bench classify-bench delta-bench demo test test-quick test-long cluster-test s3-test bench history \
         emr-package clean jvm-archive browser
 
 # Values that reach programs through the environment, never pasted into a shell line
@@ -97,6 +97,9 @@ serve: setup ## the HTTP service and its page on 127.0.0.1:8000 (HOST=, PORT= to
 
 serve-bench: setup ## load test of the service (4 clients, bounded): docs/performance.md
 	$(PY) -m tests.benchmarks.serve_bench --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE"
+
+delta-bench: setup ## each private Delta route against the public API, same answers: docs/performance.md
+	$(PY) -m tests.benchmarks.delta_routes_bench --env $(ENV) $${FRUITS_LAKEHOUSE:+--lakehouse "$$FRUITS_LAKEHOUSE"}
 
 classify-bench: setup ## train time, classify photos/s, accuracy and unknown rates: docs/performance.md
 	$(PY) -m tests.benchmarks.classify_bench --env $(ENV) --lakehouse "$$FRUITS_LAKEHOUSE" $(if $(TRAIN),--train)

@@ -20,7 +20,9 @@ they are used only with a Delta release they were tested with (:data:`TESTED_DEL
 checked against the session's JVM: :func:`private_routes`). With any other, each of
 those functions answers None and :func:`open_transaction` opens none: every caller then
 takes its public route (compare keys, let Spark list and write), and the run log says so
-once. docs/design.md has what each private route saves.
+once. Each private route answers in well under a millisecond (the log path: about 15
+ms) what its public route answers in 34 ms to 1 s on a 10,000-image lakehouse, several
+times a run (``make delta-bench``, docs/performance.md); a no-op job run takes about 4.5 s.
 """
 
 from __future__ import annotations
