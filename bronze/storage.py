@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from common.delta_log import data_files
 from common.spark import local_frame, session_conf
-from common.storage import hadoop_fs, local_path, path_exists, storage_of
+from common.storage import hadoop_fs, input_files, local_path, path_exists, storage_of
 
 log = logging.getLogger("bronze")
 
@@ -185,7 +185,7 @@ def _list_with_spark(spark: SparkSession, source: str) -> DataFrame:
     # files make a few tasks instead of hundreds (Spark's default assumes 4 MB a file).
     with session_conf(spark, "spark.sql.files.openCostInBytes", "1"):
         scanned = listing.count()
-        indexed_paths = _input_files(spark, scan)
+        indexed_paths = input_files(spark, scan)
         if len(indexed_paths) == scanned:  # no zero-byte file: nothing to add back
             return listing
         indexed = local_frame(spark, [(uri_to_path(u),) for u in indexed_paths], PATH_SCHEMA)
@@ -203,15 +203,6 @@ def _list_with_spark(spark: SparkSession, source: str) -> DataFrame:
     return listing.unionByName(local_frame(spark, empty_rows, listing.schema)).persist(
         StorageLevel.MEMORY_AND_DISK
     )
-
-
-def _input_files(spark: SparkSession, frame: DataFrame) -> list[str]:
-    """``frame.inputFiles()`` in one py4j call (PySpark's fetches 20,000 paths one by one,
-    ~2 s). URIs never contain a raw newline, so it separates them safely."""
-    joined = spark.sparkContext._jvm.org.apache.hadoop.util.StringUtils.join(
-        "\n", frame._jdf.inputFiles()
-    )
-    return joined.split("\n") if joined else []
 
 
 def uri_to_path(uri: str) -> str:

@@ -60,6 +60,7 @@ class SilverSettings:
     arrow_batch_size: int
     image_codec: str
     label_rule: str
+    row_group_bytes: int
 
 
 LABEL_RULES = ("parent", "first_folder")
@@ -333,6 +334,7 @@ def _validate(config: Config, file: str) -> Config:
         ("silver.max_pixels", config.silver.max_pixels),
         ("silver.min_side", config.silver.min_side),
         ("silver.arrow_batch_size", config.silver.arrow_batch_size),
+        ("silver.row_group_bytes", config.silver.row_group_bytes),
         ("gold.arrow_batch_size", config.gold.arrow_batch_size),
         ("gold.partition_bytes", config.gold.partition_bytes),
         ("pca.min_rows", config.pca.min_rows),

@@ -213,6 +213,12 @@ def session_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.set(key, before)
 
 
+def set_hadoop_setting(spark: SparkSession, key: str, value: int) -> None:
+    """Set ``key`` in the session's Hadoop configuration (what the file writers read,
+    such as ``parquet.block.size``) for the rest of the session."""
+    spark.sparkContext._jsc.hadoopConfiguration().setInt(key, value)
+
+
 def local_frame(
     spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType
 ) -> DataFrame:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def join_path(root: str, *parts: str) -> str:
@@ -68,6 +68,15 @@ def hadoop_fs(spark: SparkSession, path: str):  # noqa: ANN201 - py4j objects
 def path_exists(spark: SparkSession, path: str) -> bool:
     fs, hpath = hadoop_fs(spark, path)
     return bool(fs.exists(hpath))
+
+
+def input_files(spark: SparkSession, frame: DataFrame) -> list[str]:
+    """``frame.inputFiles()`` in one py4j call (PySpark's fetches 20,000 paths one by one,
+    ~2 s). URIs never contain a raw newline, so it separates them safely."""
+    joined = spark.sparkContext._jvm.org.apache.hadoop.util.StringUtils.join(
+        "\n", frame._jdf.inputFiles()
+    )
+    return joined.split("\n") if joined else []
 
 
 def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import common  # noqa: F401 - first, before pyspark: see common/__init__.py
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -131,17 +132,23 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
         work_bytes = _work_bytes(spark, config, run.rows_in, silver["sizeInBytes"])
     reader = image_reader(config, properties)
     commit = gold_writer(spark, config, reader, location)
-    run.details["image_reader"] = reader
-    run.details["writer"] = "spark" if commit is None else "workers"
+    threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
+    # Every "auto" and 0 of gold's settings resolved, once: what this run uses and records.
+    settings = dataclasses.replace(
+        config.gold, image_reader=reader, writer="spark" if commit is None else "workers",
+        inference_threads=threads,
+        batch_size=config.gold.batch_size or best_batch_size(config.gold.engine, threads))
+    run.details["settings"] = dataclasses.asdict(settings)
+    run.details["image_reader"], run.details["writer"] = settings.image_reader, settings.writer
     broadcast = spark.sparkContext.broadcast(payload)
     metrics = UdfMetrics.create(spark)
-    threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
-    batch_size = config.gold.batch_size or best_batch_size(config.gold.engine, threads)
-    model = WorkerModel(broadcast, identity, config.gold.engine, batch_size, threads, metrics)
+    model = WorkerModel(broadcast, identity, settings.engine, settings.batch_size, threads,
+                        metrics)
     now = datetime.now(timezone.utc)
     if commit is None:
-        features = features_udf(model, from_files=reader == "workers")
-        rows = work.transform(with_features(features, from_files=reader == "workers")
+        features = features_udf(model, from_files=settings.image_reader == "workers")
+        rows = work.transform(with_features(features,
+                                            from_files=settings.image_reader == "workers")
                               ).transform(to_gold_rows(identity, run.run_id, now))
     else:
         write = features_files(model, table=location, run_id=run.run_id, now=now)
@@ -152,7 +159,7 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
     with session_conf(spark, "spark.sql.files.maxPartitionBytes", str(split)), \
             session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)), \
             session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
-                         str(config.gold.arrow_batch_size)):
+                         str(settings.arrow_batch_size)):
         marker = sync_marker(spark, run.run_id, SILVER_IMAGES.location(config.lakehouse),
                              silver_version, model=identity)
         if commit is None:
@@ -174,7 +181,7 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
         model_calls=metrics.model_calls.value,
         engine_seconds=round(metrics.model_seconds.value, 3),
         threads_per_worker=threads,
-        batch_size=batch_size,
+        batch_size=settings.batch_size,
     )
     broadcast.unpersist()
     log.info(
@@ -237,8 +244,9 @@ def _work_bytes(spark: SparkSession, config: Config, rows: int, size: int) -> in
 
 def _split_bytes(spark: SparkSession, config: Config, work_bytes: int) -> int:
     """Read-split size of the featurizing pass: about 4 tasks per core for this run's
-    ``work_bytes`` of silver, never below gold.partition_bytes (silver's row-group size,
-    see silver.job, so a small increment still spreads over every core) nor above 128
+    ``work_bytes`` of silver, never below gold.partition_bytes (at least silver's
+    row-group size, silver.row_group_bytes, so a small increment still spreads over
+    every core) nor above 128
     MB (a large run makes few big tasks: each task costs a Python round trip; measured
     on 2,020 images, 8 MB splits 140 img/s, 64 MB 155)."""
     tasks = 4 * spark.sparkContext.defaultParallelism

@@ -36,7 +36,7 @@ from common.incremental import (
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, session_conf
+from common.spark import ensure_table, session_conf, set_hadoop_setting
 from common.tables import OPS_RUNS
 from silver.tables import SILVER_IMAGES, SILVER_REJECTS
 from silver.transform import (
@@ -105,10 +105,8 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
         version, run.rows_in, run.rows_out, run.rows_rejected, todo.via, run.rows_deleted,
     )
     if run.rows_in:
-        # Row groups of gold.partition_bytes let gold split silver files into small tasks.
-        spark.sparkContext._jsc.hadoopConfiguration().setInt(
-            "parquet.block.size", config.gold.partition_bytes
-        )
+        # Small row groups let gold split silver files into small tasks.
+        set_hadoop_setting(spark, "parquet.block.size", config.silver.row_group_bytes)
         fault_point("silver:before_commit")
         # A table with no new rows is not written: the write would read the checkpoint
         # and run a Spark job only for Delta to find no file to commit. silver.images

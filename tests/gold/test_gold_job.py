@@ -287,6 +287,10 @@ def test_an_untested_delta_release_gets_the_public_routes_and_the_same_table(
             location = str(lake / "gold" / "image_features")
             found = (delta_log.checksum(spark, location), delta_log.read_commit(
                 spark, location, 0), delta_log.open_transaction(spark, location))
+        # The run log holds gold's settings as used: every "auto" and 0 resolved.
+        settings = run["details"]["settings"]
+        assert (settings["image_reader"], settings["writer"], settings["inference_threads"],
+                settings["batch_size"]) == ("workers", "workers" if tested else "spark", 1, 32)
         if tested:
             assert (run["details"]["changes_from"], run["details"]["writer"]) == (
                 "log", "workers")
