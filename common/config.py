@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import importlib
 import os
 import re
 import types
@@ -67,20 +68,6 @@ LABEL_RULES = ("parent", "first_folder")
 
 
 @dataclass(frozen=True)
-class GoldSettings:
-    weights: str
-    engine: str
-    batch_size: int
-    arrow_batch_size: int
-    inference_threads: int
-    partition_bytes: int
-    image_reader: str
-    writer: str
-    export_path: str
-    export_keep_minutes: int
-
-
-@dataclass(frozen=True)
 class PcaSettings:
     variance: float
     k: int
@@ -123,7 +110,7 @@ class Config:
     spark: SparkSettings
     bronze: BronzeSettings
     silver: SilverSettings
-    gold: GoldSettings
+    gold: Any  # gold.settings.GoldSettings, found through SECTIONS
     pca: PcaSettings
     classifier: ClassifierSettings
     serve: ServeSettings
@@ -144,18 +131,25 @@ class Config:
         return self.spark.event_log_dir or join_path(self.lakehouse, "_spark_events")
 
 
-ENGINES = ("onnx", "tensorflow", "tflite")
-# Who reads silver's images for gold (gold/silver_files.py): the Python workers straight
-# from silver's files (local lakehouses), Spark's JVM, or auto (workers where local).
-IMAGE_READERS = ("auto", "workers", "spark")
-# Who writes gold's Parquet files (gold/writer.py): the Python workers that computed the
-# features (local lakehouses; the driver commits the files), Spark's JVM, or auto.
-WRITERS = ("auto", "workers", "spark")
 # Parquet codecs for silver.images' files (Spark's names; every one is read by pyarrow).
 IMAGE_CODECS = ("zstd", "lz4_raw", "snappy", "uncompressed")
 
 
 BASE_PROFILE = "base"
+
+# The sections a layer package defines next to its code, with their rules (a
+# ``check(config, file)`` method run when a profile loads): section -> "module:class".
+# Found by name, so common never imports a layer.
+SECTIONS = {"gold": "gold.settings:GoldSettings"}
+
+
+def _section_classes() -> dict[str, type]:
+    """The classes of :data:`SECTIONS`: section name -> settings class."""
+    classes = {}
+    for section, target in SECTIONS.items():
+        module, _, name = target.partition(":")
+        classes[section] = getattr(importlib.import_module(module), name)
+    return classes
 
 
 def available_profiles(conf_dir: Path = CONF_DIR) -> list[str]:
@@ -248,6 +242,8 @@ def _build(cls: type, raw: Any, file: str, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: {prefix.rstrip('.') or 'top level'} must be a mapping")
     hints = typing.get_type_hints(cls)
+    if cls is Config:
+        hints.update(_section_classes())
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
@@ -335,8 +331,6 @@ def _validate(config: Config, file: str) -> Config:
         ("silver.min_side", config.silver.min_side),
         ("silver.arrow_batch_size", config.silver.arrow_batch_size),
         ("silver.row_group_bytes", config.silver.row_group_bytes),
-        ("gold.arrow_batch_size", config.gold.arrow_batch_size),
-        ("gold.partition_bytes", config.gold.partition_bytes),
         ("pca.min_rows", config.pca.min_rows),
         ("pca.plot_sample", config.pca.plot_sample),
     ]:
@@ -344,9 +338,6 @@ def _validate(config: Config, file: str) -> Config:
     if config.silver.label_rule not in LABEL_RULES:
         raise ConfigError(f"{file}: silver.label_rule must be one of {', '.join(LABEL_RULES)}, "
                           f"got {config.silver.label_rule!r}")
-    if config.gold.export_keep_minutes < 0:
-        raise ConfigError(f"{file}: gold.export_keep_minutes must be 0 or more, "
-                          f"got {config.gold.export_keep_minutes}")
     for key, value in [("spark.driver_memory", config.spark.driver_memory),
                        ("spark.executor_memory", config.spark.executor_memory)]:
         size = memory_bytes(value)
@@ -359,47 +350,11 @@ def _validate(config: Config, file: str) -> Config:
                 f"{file}: {key} is {value}; Spark needs at least 512m (it keeps 300 MB for "
                 "itself and refuses to start below 1.5 times that)"
             )
-    if config.gold.inference_threads < 0:
-        raise ConfigError(f"{file}: gold.inference_threads must be 0 (auto) or more")
-    if config.gold.batch_size < 0:
-        raise ConfigError(f"{file}: gold.batch_size must be 0 (the engine's best) or more")
-    if config.gold.engine not in ENGINES:
-        raise ConfigError(
-            f"{file}: gold.engine must be one of {', '.join(ENGINES)}, got {config.gold.engine!r}"
-        )
     if config.silver.image_codec not in IMAGE_CODECS:
         raise ConfigError(
             f"{file}: silver.image_codec must be one of {', '.join(IMAGE_CODECS)}, "
             f"got {config.silver.image_codec!r}"
         )
-    if config.gold.image_reader not in IMAGE_READERS:
-        raise ConfigError(
-            f"{file}: gold.image_reader must be one of {', '.join(IMAGE_READERS)}, "
-            f"got {config.gold.image_reader!r}"
-        )
-    if config.gold.image_reader == "workers" and not storage_of(config.lakehouse).direct:
-        raise ConfigError(
-            f"{file}: gold.image_reader is workers, but the lakehouse {config.lakehouse} is "
-            "not on a local filesystem; the workers read local silver files only. Use auto "
-            "or spark (Spark then reads the images from the object store)."
-        )
-    if config.gold.writer not in WRITERS:
-        raise ConfigError(
-            f"{file}: gold.writer must be one of {', '.join(WRITERS)}, got {config.gold.writer!r}"
-        )
-    if config.gold.writer == "workers" and not storage_of(config.lakehouse).direct:
-        raise ConfigError(
-            f"{file}: gold.writer is workers, but the lakehouse {config.lakehouse} is not on a "
-            "local filesystem; the workers write local files only. Use auto or spark."
-        )
-    if config.gold.writer == "workers" and config.gold.image_reader == "spark":
-        raise ConfigError(
-            f"{file}: gold.writer is workers, but gold.image_reader is spark; the workers "
-            "write the rows of the images they read themselves. Use auto or workers for "
-            "gold.image_reader, or spark for gold.writer."
-        )
-    if not config.gold.weights:
-        raise ConfigError(f"{file}: gold.weights must be imagenet, random or a file path")
     if not 0.0 < config.pca.variance <= 1.0:
         raise ConfigError(f"{file}: pca.variance must be in (0, 1], got {config.pca.variance}")
     if config.pca.k < 0:
@@ -432,6 +387,8 @@ def _validate(config: Config, file: str) -> Config:
                           f"{c.view_weight}")
     if c.species_map and not Path(c.species_map).is_file():
         raise ConfigError(f"{file}: classifier.species_map {c.species_map!r} is not a file")
+    for name in SECTIONS:
+        getattr(config, name).check(config, file)
     return config
 
 

@@ -77,10 +77,7 @@ def test_each_engine_has_its_best_batch_size() -> None:
     assert model.best_batch_size("tensorflow", 1) == 32
 
 
-def test_the_engine_registry_holds_every_engine_the_settings_accept() -> None:
-    from common.config import ENGINES
-
-    assert sorted(model.ENGINE_KINDS) == sorted(ENGINES)
+def test_the_engine_registry_says_which_engines_run_a_conversion() -> None:
     assert model.ENGINE_KINDS["tensorflow"].convert is None  # runs the weights themselves
     assert {n for n, k in model.ENGINE_KINDS.items() if k.convert} == {"onnx", "tflite"}
 
