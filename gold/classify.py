@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import Config, ConfigError, join_path, load_config, local_path, \
-    parse_override, with_cli_values
+from common.config import Config, ConfigError, load_config, parse_override, with_cli_values
 from common.images import (
     DecodeLimits,
     ImageRejected,
@@ -39,6 +38,7 @@ from common.images import (
     model_views,
     pixels_to_array,
 )
+from common.storage import storage_of
 from gold.classifier import Classifier
 from gold.model import Predict, build_payload, make_predict_fn
 from gold.predict import load_serving
@@ -54,8 +54,8 @@ class PhotoClassifier:
         self.config = config
         self.classifier = classifier or load_serving(config.lakehouse)
         self.limits = DecodeLimits(config.silver.max_pixels, config.silver.min_side)
-        cache = local_path(join_path(config.lakehouse, "models"))
-        payload = build_payload(self.classifier.engine, config.gold.weights, cache=cache)
+        payload = build_payload(self.classifier.engine, config.gold.weights,
+                                cache=storage_of(config.lakehouse).model_cache(config.lakehouse))
         if payload.identity != self.classifier.feature_model:
             raise ConfigError(
                 f"the weights {config.gold.weights!r} are {payload.identity}, but classifier "
