@@ -166,6 +166,16 @@ def delete_stale(spark: SparkSession, todo: Changes) -> int:
     return sum(todo.stale.values())
 
 
+def delete_where(spark: SparkSession, location: str, condition: Column) -> int:
+    """Delete the rows of the Delta table at ``location`` that match ``condition`` (rows
+    of another model or version, made again by the run); nothing is committed when none
+    match. Returns how many were deleted."""
+    matching = spark.read.format("delta").load(location).where(condition).count()
+    if matching:
+        DeltaTable.forPath(spark, location).delete(condition)
+    return matching
+
+
 # Bytes of one key row in a broadcast hash relation besides its characters (row header,
 # field offsets, padding, the map's entry): generous, so the estimate errs high.
 _KEY_ROW_BYTES = 64

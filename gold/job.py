@@ -46,6 +46,7 @@ from common.incremental import (
     changes,
     changes_from_log,
     delete_stale,
+    delete_where,
     read_pinned,
     sync_marker,
 )
@@ -110,9 +111,7 @@ def _check_model(
             f"{identity}. Features of different weights must not be mixed: give --rebuild "
             "to recompute every row with the new weights, or use the same weights."
         )
-    before = table.count()
-    DeltaTable.forPath(spark, location).delete(F.col("model") != identity)
-    run.rows_deleted += before - spark.read.format("delta").load(location).count()
+    run.rows_deleted += delete_where(spark, location, F.col("model") != identity)
     log.info("--rebuild: removed rows of %s", ", ".join(others))
 
 

@@ -28,14 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError
 from common.delta_log import is_delta_table
-from common.incremental import append_rows, changes, delete_stale, read_pinned
+from common.incremental import append_rows, changes, delete_stale, delete_where, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
@@ -105,11 +104,7 @@ def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: boo
     model = PipelineModel.load(join_path(models_root(config), current.version, "model"))
     location = ensure_table(spark, GOLD_PCA, config.lakehouse)
     # Rows of another model version (a refit, possibly interrupted) are made again.
-    table = DeltaTable.forPath(spark, location)
-    outdated = spark.read.format("delta").load(location).where(
-        F.col("pca_version") != current.version).count()
-    if outdated:
-        table.delete(F.col("pca_version") != current.version)
+    outdated = delete_where(spark, location, F.col("pca_version") != current.version)
     todo = changes(spark, gold, [location])
     run.rows_deleted = outdated + delete_stale(spark, todo)
     work, run.rows_in = todo.rows, todo.pending

@@ -23,13 +23,12 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError
 from common.delta_log import is_delta_table
-from common.incremental import append_rows, changes, delete_stale, read_pinned
+from common.incremental import append_rows, changes, delete_stale, delete_where, read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
@@ -61,12 +60,8 @@ def predict_new(spark: SparkSession, config: Config, run: Run) -> None:
     if classifier.views and is_delta_table(spark, SILVER_IMAGES.location(config.lakehouse)):
         maker = view_maker(config, classifier.views, classifier.feature_model, classifier.engine)
     location = ensure_table(spark, GOLD_PREDICTIONS, config.lakehouse)
-    table = DeltaTable.forPath(spark, location)
     # Rows of another model version are predicted again (a new model serves).
-    outdated = spark.read.format("delta").load(location).where(
-        F.col("model_version") != classifier.version).count()
-    if outdated:
-        table.delete(F.col("model_version") != classifier.version)
+    outdated = delete_where(spark, location, F.col("model_version") != classifier.version)
     todo = changes(spark, gold, [location])
     run.rows_deleted = outdated + delete_stale(spark, todo)
     run.rows_in = todo.pending
