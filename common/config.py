@@ -48,59 +48,6 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
-class BronzeSettings:
-    extensions: tuple[str, ...]
-    max_file_bytes: int
-    read_chunk_files: int
-
-
-@dataclass(frozen=True)
-class SilverSettings:
-    max_pixels: int
-    min_side: int
-    arrow_batch_size: int
-    image_codec: str
-    label_rule: str
-    row_group_bytes: int
-
-
-LABEL_RULES = ("parent", "first_folder")
-
-
-@dataclass(frozen=True)
-class PcaSettings:
-    variance: float
-    k: int
-    min_rows: int
-    plot_sample: int
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    species_map: str
-    reg_param: float
-    elastic_net: float
-    max_iter: int
-    source_balance: bool
-    unknown_false_rate: float
-    calibration_share: float
-    min_rows: int
-    top: int
-    views: tuple[str, ...]
-    view_sources: tuple[str, ...]
-    view_weight: float
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    host: str
-    port: int
-    max_upload_bytes: int
-    reload_seconds: float
-    engines: int
-
-
-@dataclass(frozen=True)
 class Config:
     """The whole profile. ``lakehouse`` is the one root every other path derives from."""
 
@@ -108,12 +55,13 @@ class Config:
     lakehouse: str
     source: str
     spark: SparkSettings
-    bronze: BronzeSettings
-    silver: SilverSettings
-    gold: Any  # gold.settings.GoldSettings, found through SECTIONS
-    pca: PcaSettings
-    classifier: ClassifierSettings
-    serve: ServeSettings
+    # The layers' sections, each defined next to its layer and found through SECTIONS.
+    bronze: Any  # bronze.settings.BronzeSettings
+    silver: Any  # silver.settings.SilverSettings
+    gold: Any  # gold.settings.GoldSettings
+    pca: Any  # gold.settings.PcaSettings
+    classifier: Any  # gold.settings.ClassifierSettings
+    serve: Any  # gold.settings.ServeSettings
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -131,8 +79,6 @@ class Config:
         return self.spark.event_log_dir or join_path(self.lakehouse, "_spark_events")
 
 
-# Parquet codecs for silver.images' files (Spark's names; every one is read by pyarrow).
-IMAGE_CODECS = ("zstd", "lz4_raw", "snappy", "uncompressed")
 
 
 BASE_PROFILE = "base"
@@ -140,7 +86,14 @@ BASE_PROFILE = "base"
 # The sections a layer package defines next to its code, with their rules (a
 # ``check(config, file)`` method run when a profile loads): section -> "module:class".
 # Found by name, so common never imports a layer.
-SECTIONS = {"gold": "gold.settings:GoldSettings"}
+SECTIONS = {
+    "bronze": "bronze.settings:BronzeSettings",
+    "silver": "silver.settings:SilverSettings",
+    "gold": "gold.settings:GoldSettings",
+    "pca": "gold.settings:PcaSettings",
+    "classifier": "gold.settings:ClassifierSettings",
+    "serve": "gold.settings:ServeSettings",
+}
 
 
 def _section_classes() -> dict[str, type]:
@@ -320,24 +273,11 @@ def _validate(config: Config, file: str) -> Config:
         raise ConfigError(f"{file}: lakehouse must name a folder or URI")
     if storage_of(config.lakehouse).direct:
         _check_local_folder("lakehouse", config.lakehouse, file)
-    if not config.bronze.extensions:
-        raise ConfigError(f"{file}: bronze.extensions must list at least one file ending")
     for key, value in [
         ("spark.shuffle_partitions", config.spark.shuffle_partitions),
         ("spark.snapshot_partitions", config.spark.snapshot_partitions),
-        ("bronze.max_file_bytes", config.bronze.max_file_bytes),
-        ("bronze.read_chunk_files", config.bronze.read_chunk_files),
-        ("silver.max_pixels", config.silver.max_pixels),
-        ("silver.min_side", config.silver.min_side),
-        ("silver.arrow_batch_size", config.silver.arrow_batch_size),
-        ("silver.row_group_bytes", config.silver.row_group_bytes),
-        ("pca.min_rows", config.pca.min_rows),
-        ("pca.plot_sample", config.pca.plot_sample),
     ]:
         positive(key, value)
-    if config.silver.label_rule not in LABEL_RULES:
-        raise ConfigError(f"{file}: silver.label_rule must be one of {', '.join(LABEL_RULES)}, "
-                          f"got {config.silver.label_rule!r}")
     for key, value in [("spark.driver_memory", config.spark.driver_memory),
                        ("spark.executor_memory", config.spark.executor_memory)]:
         size = memory_bytes(value)
@@ -350,43 +290,6 @@ def _validate(config: Config, file: str) -> Config:
                 f"{file}: {key} is {value}; Spark needs at least 512m (it keeps 300 MB for "
                 "itself and refuses to start below 1.5 times that)"
             )
-    if config.silver.image_codec not in IMAGE_CODECS:
-        raise ConfigError(
-            f"{file}: silver.image_codec must be one of {', '.join(IMAGE_CODECS)}, "
-            f"got {config.silver.image_codec!r}"
-        )
-    if not 0.0 < config.pca.variance <= 1.0:
-        raise ConfigError(f"{file}: pca.variance must be in (0, 1], got {config.pca.variance}")
-    if config.pca.k < 0:
-        raise ConfigError(f"{file}: pca.k must be 0 (choose by variance) or more")
-    c = config.classifier
-    if c.reg_param < 0 or not 0.0 <= c.elastic_net <= 1.0 or c.max_iter <= 0:
-        raise ConfigError(f"{file}: classifier.reg_param must be >= 0, classifier.elastic_net "
-                          "in [0, 1] and classifier.max_iter > 0")
-    if not 0.0 < c.unknown_false_rate < 0.5 or not 0.0 < c.calibration_share < 0.5:
-        raise ConfigError(f"{file}: classifier.unknown_false_rate and "
-                          "classifier.calibration_share must be in (0, 0.5)")
-    if c.top < 3:
-        raise ConfigError(f"{file}: classifier.top must be 3 or more, got {c.top}")
-    if config.serve.max_upload_bytes <= 0 or not 0 < config.serve.port < 65536 or (
-            config.serve.reload_seconds <= 0):
-        raise ConfigError(f"{file}: serve.max_upload_bytes and serve.reload_seconds must be "
-                          "greater than 0 and serve.port a TCP port (1-65535)")
-    if config.serve.engines < 0:
-        raise ConfigError(f"{file}: serve.engines must be 0 (one per core) or more")
-    if c.min_rows < 2:
-        raise ConfigError(f"{file}: classifier.min_rows must be 2 or more")
-    from common.images import VIEWS  # noqa: PLC0415 - Pillow only when validating
-
-    unknown_views = sorted(set(c.views) - set(VIEWS))
-    if unknown_views:
-        raise ConfigError(f"{file}: classifier.views {unknown_views} unknown; choose among "
-                          f"{sorted(VIEWS)}")
-    if not 0.0 <= c.view_weight < 1.0:
-        raise ConfigError(f"{file}: classifier.view_weight must be in [0, 1), got "
-                          f"{c.view_weight}")
-    if c.species_map and not Path(c.species_map).is_file():
-        raise ConfigError(f"{file}: classifier.species_map {c.species_map!r} is not a file")
     for name in SECTIONS:
         getattr(config, name).check(config, file)
     return config

@@ -45,11 +45,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.config import (
-    ClassifierSettings,
-    Config,
-    ConfigError,
-)
+from common.config import Config, ConfigError
 from common.delta_log import is_delta_table
 from common.incremental import read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
@@ -68,6 +64,7 @@ from gold.predict import (
     with_view_features,
     write_serving,
 )
+from gold.settings import ClassifierSettings
 from gold.tables import CLASSIFIER_MODELS, GOLD_FEATURES
 from silver.tables import SILVER_IMAGES
 
