@@ -63,7 +63,8 @@ from common.config import Config, ConfigError
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, local_frame
+from common.lake import Table, ensure_table
+from common.spark import local_frame
 from common.storage import local_path, path_exists, storage_of
 
 log = logging.getLogger("bronze")
@@ -99,9 +100,9 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
     """Bring ``bronze.images`` up to date with the source folder (see module docstring)."""
     if not storage_of(config.source).exists(spark, config.source):
         raise ConfigError(f"source {config.source} does not exist")
-    location = ensure_table(spark, BRONZE_IMAGES, config.lakehouse)
+    bronze = ensure_table(spark, BRONZE_IMAGES, config.lakehouse)
     now = datetime.now(timezone.utc)
-    listed = _compare(spark, config, location, run)
+    listed = _compare(spark, config, bronze, run)
     work = listed.work
     max_bytes = config.bronze.max_file_bytes
     too_large = work[work["length"] > max_bytes]
@@ -109,7 +110,7 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
     to_read = work[(work["length"] > 0) & (work["length"] <= max_bytes)].sort_values("path")
     # Only new paths (the usual case): appends, one pass over the files; a file
     # rewritten in place needs an upsert.
-    write = functools.partial(write_files, spark, location,
+    write = functools.partial(write_files, bronze,
                               only_new=not work["changed_in_place"].any())
     run.rows_rejected = len(too_large)
     log.info(
@@ -136,7 +137,7 @@ def ingest(spark: SparkSession, config: Config, run: Run, *, sync_deletes: bool)
         gone = listed.gone()
         run.rows_deleted = gone.count()
         if run.rows_deleted:
-            delete_paths(spark, location, gone)
+            delete_paths(bronze, gone)
             log.info("removed %d rows whose files left the source", run.rows_deleted)
         gone.unpersist()
     run.details["source"] = config.source
@@ -157,14 +158,14 @@ class _Listed:
     release: Callable[[], None] = lambda: None
 
 
-def _compare(spark: SparkSession, config: Config, location: str, run: Run) -> _Listed:
+def _compare(spark: SparkSession, config: Config, bronze: Table, run: Run) -> _Listed:
     """List the source and compare it with bronze (sets ``run.rows_in``).
 
     A local source against a local bronze whose checksum lists its files is compared by
     this process (:func:`known_files`): no Spark job at all when nothing changed.
     Otherwise Spark lists (object stores) and joins.
     """
-    known = known_files(spark, location) if storage_of(config.source).direct else None
+    known = known_files(bronze) if storage_of(config.source).direct else None
     if known is not None:
         listing = image_files(local_listing(spark, config.source), config.bronze.extensions)
         run.rows_in = len(listing)
@@ -177,13 +178,13 @@ def _compare(spark: SparkSession, config: Config, location: str, run: Run) -> _L
     files = list_source(spark, config.source)
     listing = files.transform(with_image_extension(config.bronze.extensions))
     run.rows_in = listing.count()
-    current = spark.read.format("delta").load(location)
+    current = bronze.read()
     work = listing.transform(new_or_changed(current)).toPandas()
     # The session's time zone is UTC (common.spark), in which toPandas gives naive times.
     work["modificationTime"] = work["modificationTime"].dt.tz_localize("UTC")
 
     def gone() -> DataFrame:
-        fresh = spark.read.format("delta").load(location)
+        fresh = bronze.read()
         return fresh.transform(missing_from_source(listing)).persist()
 
     return _Listed(work, gone, "spark", files.unpersist)

@@ -11,14 +11,13 @@ from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from common.delta_log import data_files
+from common.lake import Table
 from common.spark import local_frame, session_conf
 from common.storage import hadoop_fs, input_files, local_path, path_exists, storage_of
 
@@ -216,7 +215,7 @@ def uri_to_path(uri: str) -> str:
 KNOWN_COLUMNS = ("path", "modification_time", "length")
 
 
-def known_files(spark: SparkSession, location: str) -> pd.DataFrame | None:
+def known_files(bronze: Table) -> pd.DataFrame | None:
     """Every bronze row's path, modification time and length, read by this process.
 
     Comparing a listing with bronze through Spark cost a job in a fresh JVM ~4.7 s on
@@ -224,13 +223,13 @@ def known_files(spark: SparkSession, location: str) -> pd.DataFrame | None:
     its key columns scanned and joined), even when nothing changed; the same three
     columns read straight from bronze's Parquet files take 0.03-0.05 s. The files are
     those of bronze's latest version as its checksum file lists them
-    (:func:`common.delta_log.data_files`); when it does not (a remote lakehouse, no
+    (:meth:`common.lake.Table.files`); when it does not (a remote lakehouse, no
     checksum, more files than Delta lists there), this returns None and the caller asks
     Spark. Only the three columns are read, never the images.
     """
-    if not storage_of(location).direct:
+    if not storage_of(bronze.location).direct:
         return None
-    found = data_files(spark, location)
+    found = bronze.files()
     if found is None:
         return None
     import pyarrow as pa
@@ -279,9 +278,8 @@ def read_files(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
         [*LISTING_SCHEMA.fields, T.StructField("content", T.BinaryType())]))
 
 
-def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:
+def upsert_files(bronze: Table, rows: DataFrame) -> None:
     """Insert new paths, replace rows whose file changed; one atomic Delta commit."""
-    target = DeltaTable.forPath(spark, location).alias("t")
     changed = (
         (F.col("t.modification_time") != F.col("s.modification_time"))
         | (F.col("t.length") != F.col("s.length"))
@@ -289,27 +287,22 @@ def upsert_files(spark: SparkSession, location: str, rows: DataFrame) -> None:
         | (F.col("t.status") != F.col("s.status"))
     )
     (
-        target.merge(rows.alias("s"), F.col("t.path") == F.col("s.path"))
+        bronze.merge(rows, F.col("t.path") == F.col("s.path"))
         .whenMatchedUpdateAll(condition=changed)
         .whenNotMatchedInsertAll()
         .execute()
     )
 
 
-def write_files(spark: SparkSession, location: str, rows: DataFrame, *, only_new: bool) -> None:
+def write_files(bronze: Table, rows: DataFrame, *, only_new: bool) -> None:
     """Add ``rows`` to bronze in one commit: a plain append when none of their paths is in
     the table yet (one pass over the files), else an upsert (MERGE reads its source twice)."""
     if only_new:
-        rows.write.format("delta").mode("append").save(location)
+        bronze.append(rows)
     else:
-        upsert_files(spark, location, rows)
+        upsert_files(bronze, rows)
 
 
-def delete_paths(spark: SparkSession, location: str, paths: DataFrame) -> None:
+def delete_paths(bronze: Table, paths: DataFrame) -> None:
     """Delete the rows whose path is in ``paths`` (a one-column DataFrame); one commit."""
-    target = DeltaTable.forPath(spark, location).alias("t")
-    (
-        target.merge(paths.alias("s"), F.col("t.path") == F.col("s.path"))
-        .whenMatchedDelete()
-        .execute()
-    )
+    bronze.merge(paths, F.col("t.path") == F.col("s.path")).whenMatchedDelete().execute()

@@ -1,7 +1,8 @@
 """The one module that knows Delta's insides: its log and its private classes.
 
-Everything else reads and writes tables through Delta's public API (``DeltaTable``,
-``spark.read.format("delta")``, ``MERGE``/``DELETE``). What is here:
+Jobs read and write tables through :class:`common.lake.Table` (Delta's public API:
+``DeltaTable``, ``spark.read.format("delta")``, ``MERGE``/``DELETE``), which asks this
+module where it answers faster. What is here:
 
 - the names in a table's ``_delta_log`` (:func:`latest_version`, :func:`is_delta_table`):
   the file naming of Delta's protocol (``PROTOCOL.md``: 20-digit versions, checkpoints),
@@ -75,7 +76,7 @@ def is_delta_table(spark: SparkSession | None, path: str) -> bool:
     (``spark`` may be None for a local path: Python lists it).
 
     A ``_delta_log`` without any is no table but the trace of a creation killed before
-    it wrote version 0 (Delta makes the folder first); :func:`ensure_table` creates the
+    it wrote version 0 (Delta makes the folder first); :func:`common.lake.ensure_table` creates the
     table there again.
     """
     return any(_VERSION_ENTRY.match(name) for name in _log_names(spark, path) or ())

@@ -26,9 +26,10 @@ list is rebuilt. In any other case (no marker, a merge or delete upstream or in 
 target, a run killed between its commits, log clean-up, other weights...) the run
 compares the keys as above.
 
-The log path reads Delta's commit and checksum files through :mod:`common.delta_log`,
-the one module that knows them; with a Delta release it was not tested with they answer
-None, and every run compares the keys.
+Every table is a :class:`common.lake.Table`: the reads, merges and appends here go
+through it. The log path reads Delta's commit and checksum files through it (and
+:mod:`common.delta_log`, the one module that knows them); with a Delta release that
+module was not tested with they answer None, and every run compares the keys.
 """
 
 from __future__ import annotations
@@ -36,26 +37,16 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from urllib.parse import unquote
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.config import join_path, memory_bytes
-from common.delta_log import (
-    TableState,
-    appended_files,
-    commit_info,
-    is_append,
-    latest_version,
-    read_commit,
-    records,
-    table_state,
-)
+from common.config import memory_bytes
+from common.delta_log import commit_info, is_append, records
+from common.lake import Table
 
 log = logging.getLogger("incremental")
 
@@ -71,14 +62,14 @@ class Changes:
 
     ``rows``: the upstream rows whose key is in no target (to process and append), read
     only from the upstream files that can hold them; ``pending``: how many they are;
-    ``stale``: per target location, how many of its rows have a key that is no longer
-    upstream (to delete, :func:`delete_stale`).
+    ``stale``: per target (by its name), how many of its rows have a key that is no
+    longer upstream (to delete, :func:`delete_stale`).
     """
 
     rows: DataFrame
     pending: int
     stale: dict[str, int]
-    targets: tuple[str, ...]
+    targets: tuple[Table, ...]
     diff: DataFrame | None  # the keys that differ: path, content_hash, run_id, sides
     # How they were found: "keys" (:func:`changes`) or "log" (:func:`changes_from_log`).
     via: str = "keys"
@@ -87,8 +78,8 @@ class Changes:
     properties: dict = field(default_factory=dict)
 
 
-def changes(spark: SparkSession, upstream: DataFrame, targets: Sequence[str]) -> Changes:
-    """Compare the keys of ``upstream`` with those of the Delta tables at ``targets``.
+def changes(spark: SparkSession, upstream: DataFrame, targets: Sequence[Table]) -> Changes:
+    """Compare the keys of ``upstream`` with those of the tables ``targets``.
 
     One pass over the key columns of every table: the keys are grouped, so a key found
     upstream and in no target is pending, and one found in a target but not upstream is
@@ -107,8 +98,8 @@ def changes(spark: SparkSession, upstream: DataFrame, targets: Sequence[str]) ->
     the payload rows are never shuffled.
     """
     keyed = [upstream.select(*KEYS, "run_id", F.lit(_UPSTREAM).alias("side"))]
-    for i, location in enumerate(targets):
-        keyed.append(spark.read.format("delta").load(location).select(
+    for i, target in enumerate(targets):
+        keyed.append(target.read().select(
             *KEYS, F.lit(None).cast("string").alias("run_id"), F.lit(i).alias("side")))
     grouped = reduce(DataFrame.unionByName, keyed).groupBy(*KEYS).agg(
         F.max("run_id").alias("run_id"), F.collect_set("side").alias("sides"))
@@ -123,10 +114,10 @@ def changes(spark: SparkSession, upstream: DataFrame, targets: Sequence[str]) ->
         .alias("chars"),
     ).collect()
     runs = [r for r in counts if r.side == _UPSTREAM]
-    stale = dict.fromkeys(targets, 0)
+    stale = dict.fromkeys((t.name for t in targets), 0)
     for r in counts:
         if r.side != _UPSTREAM:
-            stale[targets[r.side]] += r.rows
+            stale[targets[r.side].name] += r.rows
     return Changes(_pending_rows(upstream, diff, runs), sum(r.rows for r in runs), stale,
                    tuple(targets), diff)
 
@@ -151,29 +142,14 @@ def _pending_rows(upstream: DataFrame, diff: DataFrame, runs: list) -> DataFrame
     )
 
 
-def delete_stale(spark: SparkSession, todo: Changes) -> int:
+def delete_stale(todo: Changes) -> int:
     """Delete the stale rows of every target of ``todo`` (one merge per target that has
     any; nothing is committed where there are none). Returns how many were deleted."""
-    for i, location in enumerate(todo.targets):
-        if todo.stale[location]:
+    for i, target in enumerate(todo.targets):
+        if todo.stale[target.name]:
             stale = todo.diff.where(F.array_contains("sides", i)).select(*KEYS)
-            (
-                DeltaTable.forPath(spark, location).alias("t")
-                .merge(stale.alias("s"), _merge_key())
-                .whenMatchedDelete()
-                .execute()
-            )
+            target.merge(stale, _merge_key()).whenMatchedDelete().execute()
     return sum(todo.stale.values())
-
-
-def delete_where(spark: SparkSession, location: str, condition: Column) -> int:
-    """Delete the rows of the Delta table at ``location`` that match ``condition`` (rows
-    of another model or version, made again by the run); nothing is committed when none
-    match. Returns how many were deleted."""
-    matching = spark.read.format("delta").load(location).where(condition).count()
-    if matching:
-        DeltaTable.forPath(spark, location).delete(condition)
-    return matching
 
 
 # Bytes of one key row in a broadcast hash relation besides its characters (row header,
@@ -197,30 +173,10 @@ def _fits_broadcast(spark: SparkSession, key_bytes: int) -> bool:
     return threshold is not None and 0 <= key_bytes <= threshold
 
 
-def read_pinned(spark: SparkSession, location: str) -> tuple[DataFrame, int]:
-    """The Delta table at ``location`` as of its latest version, and that version."""
-    version = latest_version(spark, location)
-    if version is None:
-        raise FileNotFoundError(f"no Delta table at {location}")
-    frame = spark.read.format("delta").option("versionAsOf", version).load(location)
-    return frame, version
-
-
 def _merge_key() -> Column:
     return (F.col("t.path") == F.col("s.path")) & F.col("t.content_hash").eqNullSafe(
         F.col("s.content_hash")
     )
-
-
-def append_rows(location: str, rows: DataFrame, run_id: str | None = None, *,
-                marker: str | None = None) -> None:
-    """Append ``rows`` to the Delta table at ``location`` in one commit (its history's
-    ``userMetadata`` records ``run_id``, the run id every appended row carries, or the
-    run's ``marker`` (:func:`sync_marker`), which holds it)."""
-    writer = rows.write.format("delta").mode("append")
-    if marker or run_id:
-        writer = writer.option("userMetadata", marker or run_id)
-    writer.save(location)
 
 
 # --- The log path ----------------------------------------------------------------------
@@ -228,35 +184,35 @@ def append_rows(location: str, rows: DataFrame, run_id: str | None = None, *,
 # Characters that Spark's file reader would expand as a glob in a file's path.
 _GLOB = re.compile(r"[*?\[\]{}\\]")
 
-def sync_marker(spark: SparkSession, run_id: str, upstream: str, upstream_version: int,
-                also: Mapping[str, str] | None = None, **facts: str) -> str:
-    """The ``userMetadata`` of the append that ends a run (:func:`append_rows`).
+def sync_marker(run_id: str, upstream: Table, upstream_version: int,
+                also: Sequence[Table] = (), **facts: str) -> str:
+    """The ``userMetadata`` of the append that ends a run (:meth:`Table.append`).
 
-    Besides the run id it records that the run's targets now agree with the table at
-    ``upstream`` as of ``upstream_version`` (its table id and version), the table id and
-    version of every other target in ``also`` (name -> location; written before this
-    append), and ``facts`` (such as the model). Only the plain run id when a checksum
-    file is missing: the next run then compares the keys.
+    Besides the run id it records that the run's targets now agree with ``upstream`` as
+    of ``upstream_version`` (its table id and version), the table id and version of
+    every other target in ``also`` (written before this append), and ``facts`` (such as
+    the model). Only the plain run id when a checksum file is missing: the next run then
+    compares the keys.
     """
-    source = table_state(spark, upstream, upstream_version)
+    source = upstream.state(upstream_version)
     if source is None:
         return run_id
     tables = {}
-    for name, location in (also or {}).items():
-        state = table_state(spark, location)
+    for other in also:
+        state = other.state()
         if state is None:
             return run_id
-        tables[name] = {"id": state.id, "version": state.version}
+        tables[other.name] = {"id": state.id, "version": state.version}
     return json.dumps({"run_id": run_id, "upstream": {"id": source.id,
                                                       "version": upstream_version},
                        "tables": tables, **facts}, sort_keys=True)
 
 
-def last_marker(spark: SparkSession, location: str) -> dict | None:
-    """The sync marker of the latest commit of the table at ``location``, if that commit
-    is an append that carries one (None otherwise)."""
-    version = latest_version(spark, location)
-    actions = read_commit(spark, location, version) if version is not None else None
+def last_marker(target: Table) -> dict | None:
+    """The sync marker of the latest commit of ``target``, if that commit is an append
+    that carries one (None otherwise)."""
+    version = target.version()
+    actions = target.commit(version) if version is not None else None
     info = commit_info(actions or [])
     text = info.get("userMetadata") or ""
     if not is_append(info) or not text.startswith("{"):
@@ -270,48 +226,39 @@ def last_marker(spark: SparkSession, location: str) -> dict | None:
     return marker
 
 
-def read_added(spark: SparkSession, location: str, state: TableState,
-               added: Sequence[dict]) -> DataFrame:
-    """The rows of the data files ``added`` to the table at ``location`` (a plain Parquet
-    read with the table's schema: appended files carry no deletion vector)."""
-    if not added:
-        return spark.createDataFrame([], state.schema)
-    files = [join_path(location, unquote(a["path"])) for a in added]
-    return spark.read.schema(state.schema).parquet(*files)
-
-
-def changes_from_log(spark: SparkSession, upstream: str, upstream_version: int, target: str,
-                     also: Mapping[str, str] | None = None, **facts: str) -> Changes | None:
+def changes_from_log(upstream: Table, upstream_version: int, target: Table,
+                     also: Sequence[Table] = (), **facts: str) -> Changes | None:
     """What :func:`changes` would find, from the logs alone, for a run that follows a
     completed one (see the module's docstring); None when that cannot be shown, and the
     caller then compares the keys.
 
     ``target`` is the table whose appends carry the marker (written last by a run),
-    ``also`` the other targets (name -> location) and ``facts`` what the marker must
+    ``also`` the other targets and ``facts`` what the marker must
     also say (such as the model) for the targets to count as up to date.
     """
-    marker = last_marker(spark, target)
+    marker = last_marker(target)
     if marker is None or any(marker.get(k) != v for k, v in facts.items()):
         return None
-    for name, location in (also or {}).items():
-        state = table_state(spark, location)
-        if state is None or marker["tables"].get(name) != {"id": state.id,
-                                                           "version": state.version}:
+    for other in also:
+        state = other.state()
+        if state is None or marker["tables"].get(other.name) != {"id": state.id,
+                                                                 "version": state.version}:
             return None
     since = int(marker["upstream"]["version"])
-    source = table_state(spark, upstream, upstream_version)
+    source = upstream.state(upstream_version)
     if (source is None or source.id != marker["upstream"]["id"] or source.partition_columns
             or source.configuration.get("delta.columnMapping.mode", "none") != "none"
-            or _GLOB.search(upstream)):
+            or _GLOB.search(upstream.location)):
         return None
-    added = appended_files(spark, upstream, since, upstream_version)
+    added = upstream.appended_since(since, upstream_version)
     if added is None:
         return None
-    rows = read_added(spark, upstream, source, added)
+    rows = upstream.read_files(added, source)
     counts = [records(a) for a in added]
     pending = sum(counts) if None not in counts else rows.count()
-    targets = (target, *(also or {}).values())
-    return Changes(rows, pending, dict.fromkeys(targets, 0), targets, None, via="log",
+    targets = (target, *also)
+    return Changes(rows, pending, dict.fromkeys((t.name for t in targets), 0), targets, None,
+                   via="log",
                    bytes=sum(int(a.get("size") or 0) for a in added),
                    properties=source.configuration)
 

@@ -25,9 +25,10 @@ from common.config import (
     parse_override,
     with_cli_values,
 )
+from common.lake import LakehouseError
 from common.log import setup_logging
 from common.runlog import Run, forget_run, new_run_id, start_run, write_run
-from common.spark import LakehouseError, build_session
+from common.spark import build_session
 from common.storage import LockBusy, storage_of
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,8 @@ from common.jobs import (
 )
 from common.layers import Layer, PipelineOptions, pipeline_layers
 from common.log import setup_logging
-from common.spark import build_session, register_tables
+from common.lake import register_tables
+from common.spark import build_session
 from common.sql import print_summary
 
 log = logging.getLogger("pipeline")

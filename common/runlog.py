@@ -23,7 +23,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from common.config import Config
-from common.spark import ensure_table, local_frame
+from common.lake import Table, ensure_table, table
+from common.spark import local_frame
 from common.storage import local_path, storage_of
 from common.tables import OPS_RUNS
 
@@ -114,13 +115,12 @@ def start_run(spark: SparkSession, config: Config, run: Run, *, own_lock: bool) 
     reported, never raised.
     """
     try:
-        location = ensure_table(spark, OPS_RUNS, config.lakehouse)
-        dead = _dead_runs(spark, location, run, own_lock=own_lock)
-        frame = local_frame(spark, [_row(spark, run, run.started_at)], OPS_RUNS.schema)
-        frame.write.format("delta").mode("append").save(location)
+        runs = ensure_table(spark, OPS_RUNS, config.lakehouse)
+        dead = _dead_runs(runs, run, own_lock=own_lock)
+        runs.append(local_frame(spark, [_row(spark, run, run.started_at)], OPS_RUNS.schema))
         run.logged = True
         if dead:
-            _mark_killed(spark, location, run, dead)
+            _mark_killed(runs, run, dead)
     except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
         log.warning("could not record the start of run %s in %s: %s", run.run_id,
                     OPS_RUNS.name, exc)
@@ -136,14 +136,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _running_rows(spark: SparkSession, location: str) -> list[tuple[str, str, str]]:
+def _running_rows(runs: Table) -> list[tuple[str, str, str]]:
     """(job, run_id, details) of the ``running`` rows: read by pyarrow on the driver when
     the table's checksum lists its files (a few ms), else by Spark (~0.6 s)."""
     import pyarrow.parquet as pq
 
-    from common.delta_log import data_files
-
-    listed = data_files(spark, location) if storage_of(location).direct else None
+    listed = runs.files() if storage_of(runs.location).direct else None
     if listed is not None:
         columns = ["job", "run_id", "details", "status"]
         if not listed[1]:
@@ -151,14 +149,13 @@ def _running_rows(spark: SparkSession, location: str) -> list[tuple[str, str, st
         table = pq.ParquetDataset([str(local_path(f)) for f in listed[1]],
                                   filters=[("status", "=", "running")]).read(columns=columns)
         return list(zip(*(table.column(c).to_pylist() for c in columns[:3])))
-    rows = (spark.read.format("delta").load(location).where("status = 'running'")
-            .select("job", "run_id", "details").collect())
+    rows = runs.read().where("status = 'running'").select("job", "run_id", "details").collect()
     return [(r.job, r.run_id, r.details) for r in rows]
 
 
-def _dead_runs(spark: SparkSession, location: str, run: Run, *, own_lock: bool) -> list[str]:
+def _dead_runs(runs: Table, run: Run, *, own_lock: bool) -> list[str]:
     dead = []
-    for job, run_id, details_text in _running_rows(spark, location):
+    for job, run_id, details_text in _running_rows(runs):
         details = json.loads(details_text or "{}")
         pid = details.get("pid")
         if (own_lock and job == run.job) or (
@@ -167,15 +164,13 @@ def _dead_runs(spark: SparkSession, location: str, run: Run, *, own_lock: bool) 
     return dead
 
 
-def _mark_killed(spark: SparkSession, location: str, run: Run, dead: list[str]) -> None:
-    from delta.tables import DeltaTable
+def _mark_killed(runs: Table, run: Run, dead: list[str]) -> None:
     from pyspark.sql import functions as F
 
-    DeltaTable.forPath(spark, location).update(
-        F.col("run_id").isin(dead) & (F.col("status") == "running"),
-        {"status": F.lit("killed"),
-         "error": F.lit(f"the process ended without completing this row (killed); "
-                        f"found by run {run.run_id}")})
+    runs.update({"status": F.lit("killed"),
+                 "error": F.lit(f"the process ended without completing this row (killed); "
+                                f"found by run {run.run_id}")},
+                F.col("run_id").isin(dead) & (F.col("status") == "running"))
     log.warning("ops.runs: marked %d run(s) whose process is gone as killed: %s",
                 len(dead), ", ".join(dead))
 
@@ -183,23 +178,20 @@ def _mark_killed(spark: SparkSession, location: str, run: Run, dead: list[str]) 
 def write_run(spark: SparkSession, config: Config, run: Run) -> None:
     """Complete ``run``'s row in ``ops.runs`` (append it if its start was not recorded);
     a failure to log is reported, never raised."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     try:
-        location = OPS_RUNS.location(config.lakehouse)
         row = _row(spark, run, datetime.now(timezone.utc))
         if not run.logged:
-            ensure_table(spark, OPS_RUNS, config.lakehouse)
-            frame = local_frame(spark, [row], OPS_RUNS.schema)
-            frame.write.format("delta").mode("append").save(location)
+            ensure_table(spark, OPS_RUNS, config.lakehouse).append(
+                local_frame(spark, [row], OPS_RUNS.schema))
             return
+        runs = table(spark, OPS_RUNS, config.lakehouse)
         values = {name: F.lit(value).cast(OPS_RUNS.schema[name].dataType)
                   for name, value in zip(OPS_RUNS.schema.names, row)}
         for attempt in range(3):
             try:
-                DeltaTable.forPath(spark, location).update(F.col("run_id") == run.run_id,
-                                                           values)
+                runs.update(values, F.col("run_id") == run.run_id)
                 return
             except Exception as exc:  # noqa: BLE001 - a concurrent run's commit: retry
                 if "Concurrent" not in type(exc).__name__ + str(exc)[:300] or attempt == 2:
@@ -210,11 +202,10 @@ def write_run(spark: SparkSession, config: Config, run: Run) -> None:
 
 def forget_run(spark: SparkSession, config: Config, run: Run) -> None:
     """Remove ``run``'s ``running`` row: the run stopped on a configuration error."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     try:
-        DeltaTable.forPath(spark, OPS_RUNS.location(config.lakehouse)).delete(
-            F.col("run_id") == run.run_id)
+        table(spark, OPS_RUNS, config.lakehouse).delete(F.col("run_id") == run.run_id,
+                                                        count=False)
     except Exception as exc:  # noqa: BLE001
         log.warning("could not remove run %s from %s: %s", run.run_id, OPS_RUNS.name, exc)

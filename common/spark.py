@@ -1,8 +1,8 @@
-"""The one SparkSession builder, the Delta jars, and the catalog registration.
+"""The one SparkSession builder and the Delta jars.
 
 Catalog choice: every session uses Spark's in-memory catalog and registers the Delta
 tables that exist under the lakehouse as external tables (``bronze.images`` ->
-``<lakehouse>/bronze/images``). The Delta log is the only source of truth, so any number
+``<lakehouse>/bronze/images``, :func:`common.lake.register_tables`). The Delta log is the only source of truth, so any number
 of processes (a job, a ``make sql`` query, a notebook) can use the lakehouse at once;
 Spark's embedded Derby metastore would admit one process at a time.
 
@@ -32,19 +32,15 @@ from common.config import (
     memory_bytes,
     parse_override,
 )
-from common.delta_log import LOG_FOLDER, is_delta_table, remove_unversioned_log, table_state
 from common.jvm import IVY_DIR, PROJECT_ROOT, archive_option, delta_jars
-from common.storage import join_path, local_path, storage_of
-from common.tables import TableSpec, all_tables, payload_columns
+from common.lake import register_tables
+from common.storage import local_path, storage_of
+from common.tables import payload_columns
 
 log = logging.getLogger(__name__)
 
 DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
 LOG4J_CONF = PROJECT_ROOT / "conf" / "log4j2.properties"
-
-
-class LakehouseError(RuntimeError):
-    """The lakehouse holds something this product must not touch (foreign or corrupt)."""
 
 
 def spark_settings(config: Config, *, use_archive: bool = True) -> dict[str, str]:
@@ -241,134 +237,6 @@ def local_frame(
         schema=arrow_schema,
     )
     return spark.createDataFrame(table, schema)
-
-
-def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:
-    """Register every product table that exists under ``lakehouse``; return their names."""
-    registered = []
-    for spec in all_tables():
-        location = spec.location(lakehouse)
-        if is_delta_table(spark, location):
-            register_table(spark, spec, location)
-            registered.append(spec.name)
-    return registered
-
-
-def register_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
-    # Database names come from our own constants, never from user input.
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
-    if not spark.catalog.tableExists(spec.name):
-        spark.catalog.createTable(spec.name, path=location, source="delta")
-
-
-def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> str:
-    """Create ``spec``'s Delta table if absent; refuse a foreign or corrupt one.
-
-    Returns the table's location. A folder that holds files but no Delta log, or a
-    Delta table whose columns are not ours, raises :class:`LakehouseError`: the product
-    never overwrites what it did not write.
-    """
-    location = spec.location(lakehouse)
-    if not is_delta_table(spark, location):
-        with _creation_lock(lakehouse):
-            if not is_delta_table(spark, location):  # not made while we waited
-                _create_table(spark, spec, location)
-                return location
-    try:
-        existing = spark.read.format("delta").load(location).schema
-    except Exception as exc:  # noqa: BLE001 - any read failure means corrupt
-        raise LakehouseError(
-            f"{location} has a Delta log that cannot be read ({_first_line(exc)}); "
-            f"refusing to touch {spec.name}. Move it aside or repair it."
-        ) from exc
-    want = [(f.name, f.dataType.simpleString()) for f in spec.schema.fields]
-    have = [(f.name, f.dataType.simpleString()) for f in existing.fields]
-    if want != have:
-        raise LakehouseError(
-            f"{location} holds a Delta table that is not {spec.name} "
-            f"(columns {[n for n, _ in have]}, expected {[n for n, _ in want]}); "
-            "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
-        )
-    _check_properties(spark, spec, location)
-    return location
-
-
-def _check_properties(spark: SparkSession, spec: TableSpec, location: str) -> None:
-    """Refuse table properties the product cannot write under.
-
-    Deletion vectors and the change data feed are fine (DELETE/MERGE/UPDATE rewrite files,
-    see :func:`spark_settings`). Column mapping is not: gold commits Parquet files its
-    workers wrote with the logical column names.
-    """
-    from delta.tables import DeltaTable
-
-    state = table_state(spark, location)  # the checksum file: milliseconds
-    properties = (state.configuration if state is not None  # detail(): ~0.5 s
-                  else DeltaTable.forPath(spark, location).detail().first().properties or {})
-    mode = properties.get("delta.columnMapping.mode", "none")
-    if mode != "none":
-        raise LakehouseError(
-            f"{spec.name} ({location}) has delta.columnMapping.mode={mode}; this product "
-            "writes its tables without column mapping and stopped before changing anything. "
-            f"Run ALTER TABLE delta.`{location}` UNSET TBLPROPERTIES "
-            "('delta.columnMapping.mode') (Delta rewrites the table without it), or move "
-            "the table aside and let the job rebuild it."
-        )
-
-
-@contextlib.contextmanager
-def _creation_lock(lakehouse: str) -> Iterator[None]:
-    """Hold ``<lakehouse>/_locks/tables.lock`` while a table is created (local
-    lakehouses; ``flock`` is released when the process dies, even by SIGKILL). So a Delta
-    log without a version seen under it is never one another process is still writing."""
-    with storage_of(lakehouse).lock(join_path(lakehouse, "_locks"), "tables"):
-        yield
-
-
-def _create_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
-    from delta.tables import DeltaTable
-
-    if _has_files(spark, location, besides=LOG_FOLDER):
-        raise LakehouseError(
-            f"{location} holds files but no Delta log: it is not a {spec.name} table "
-            "of this lakehouse; refusing to overwrite it."
-        )
-    if remove_unversioned_log(spark, location):
-        log.warning("removed the Delta log of %s at %s: the trace of a creation "
-                    "interrupted before its first version", spec.name, location)
-    try:
-        DeltaTable.createIfNotExists(spark).location(location).addColumns(
-            spec.schema
-        ).execute()
-        register_table(spark, spec, location)
-        for name, expression in spec.constraints:
-            # Constraint names and expressions are constants of the layers' tables modules.
-            spark.sql(f"ALTER TABLE {spec.name} ADD CONSTRAINT {name} CHECK ({expression})")
-        log.info("created table %s at %s", spec.name, location)
-    except Exception:
-        # Another process created it at the same moment (an object store has no
-        # creation lock): theirs is as good as ours once its constraints are in place.
-        if not _has_constraints(spark, spec, location):
-            raise
-
-
-def _has_constraints(spark: SparkSession, spec: TableSpec, location: str) -> bool:
-    if not is_delta_table(spark, location):
-        return False
-    from delta.tables import DeltaTable
-
-    properties = DeltaTable.forPath(spark, location).detail().first()["properties"]
-    return all(f"delta.constraints.{name}" in properties for name, _ in spec.constraints)
-
-
-def _has_files(spark: SparkSession, path: str, besides: str = "") -> bool:
-    """Whether the folder ``path`` holds anything but an entry named ``besides``."""
-    return any(name != besides for name in storage_of(path).list_names(spark, path) or ())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from common.config import Config
 from common.delta_log import is_delta_table
 from common.jobs import EXIT_CONFIG, EXIT_OK, base_parser, config_from_args, parse_or_exit
+from common.lake import table
 from common.log import setup_logging
 from common.spark import build_session
 from common.storage import join_path, local_path, storage_of
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     setup_logging("WARNING")
     spark = build_session(config, "fruits-sql")
-    if not is_delta_table(spark, join_path(config.lakehouse, "bronze", "images")):
-        print(f"note: no bronze.images under {config.lakehouse} yet", file=sys.stderr)
+    first = all_tables()[0]  # the first layer's table (bronze.images)
+    if not table(spark, first, config.lakehouse).exists():
+        print(f"note: no {first.name} under {config.lakehouse} yet", file=sys.stderr)
     if args.summary:
         print_summary(spark, config)
         return EXIT_OK

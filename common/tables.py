@@ -8,7 +8,8 @@ and the sizes every layer shares.
 
 Every table is a Delta table under ``<lakehouse>/<database>/<table>``; sessions register
 them by name (``bronze.images``) at start-up, so a new process sees them (see
-:func:`common.spark.register_tables`).
+:func:`common.lake.register_tables`); jobs read and write them through
+:class:`common.lake.Table`.
 """
 
 from __future__ import annotations

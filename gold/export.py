@@ -37,9 +37,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from common.config import Config
-from common.delta_log import appended_files, latest_version, table_state
-from common.incremental import read_added
 from common.jobs import fault_point
+from common.lake import Table
 from common.storage import hadoop_fs, join_path, local_path, read_text, storage_of, write_text
 from gold.transform import export_columns
 
@@ -87,13 +86,13 @@ def current(spark: SparkSession, export: Export) -> str | None:
     return text.strip() if text and text.strip() else None
 
 
-def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> str:
+def export_if_stale(spark: SparkSession, config: Config, gold: Table) -> str:
     """Bring the export up to gold's current version; return the folder readers see."""
     export = Export(config.export_path)
-    version = latest_version(spark, gold_location)
+    version = gold.version()
     name = current(spark, export)
     if gold_version_of(name) != version:
-        name = _publish_new(spark, export, version, name, gold_location)
+        name = _publish_new(spark, export, version, name, gold)
     elif export.local and (read_text(spark, export.folder(LATEST)) or "").strip() != name:
         write_text(spark, export.folder(LATEST), name)  # a kill between the two steps
     _clean(spark, export, name, config.gold.export_keep_minutes)
@@ -101,16 +100,16 @@ def export_if_stale(spark: SparkSession, config: Config, gold_location: str) -> 
 
 
 def _publish_new(spark: SparkSession, export: Export, version: int, previous: str | None,
-                 gold_location: str) -> str:
+                 gold: Table) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"v{version:08d}-{stamp}"
     target = export.folder(name)
     since = gold_version_of(previous)
-    added = appended_files(spark, gold_location, since, version) if (
+    added = gold.appended_since(since, version) if (
         export.local and since is not None and since < version) else None
-    state = table_state(spark, gold_location, version) if added else None
+    state = gold.state(version) if added else None
     if added and state is not None:
-        rows = read_added(spark, gold_location, state, added)
+        rows = gold.read_files(added, state)
         export_columns(rows).coalesce(1).write.mode("overwrite").parquet(target)
         folder = local_path(target)
         for part in folder.glob("part-*.parquet"):
@@ -120,8 +119,7 @@ def _publish_new(spark: SparkSession, export: Export, version: int, previous: st
             os.link(part, folder / part.name)
         how = f"the previous files plus the rows of gold versions {since + 1}..{version}"
     else:
-        gold = spark.read.format("delta").option("versionAsOf", version).load(gold_location)
-        export_columns(gold).write.mode("overwrite").parquet(target)
+        export_columns(gold.read(version)).write.mode("overwrite").parquet(target)
         how = "rewritten whole"
     write_text(spark, join_path(target, PUBLISHED), datetime.now(timezone.utc).isoformat())
     fault_point("gold:export_before_switch")

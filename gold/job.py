@@ -34,26 +34,17 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError
-from common.delta_log import Transaction, is_delta_table, private_routes
-from common.incremental import (
-    Changes,
-    append_rows,
-    changes,
-    changes_from_log,
-    delete_stale,
-    delete_where,
-    read_pinned,
-    sync_marker,
-)
+from common.delta_log import Transaction, private_routes
+from common.incremental import Changes, changes, changes_from_log, delete_stale, sync_marker
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.lake import Table, ensure_table, upstream
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, session_conf
+from common.spark import session_conf
 from common.storage import storage_of
 from gold.export import export_if_stale
 from gold.model import best_batch_size, build_payload, resolve_weights
@@ -68,41 +59,34 @@ log = logging.getLogger("gold")
 
 def featurize_new(spark: SparkSession, config: Config, run: Run, *, rebuild: bool) -> None:
     """Bring gold.image_features (and its export) up to date with silver.images."""
-    silver_location = SILVER_IMAGES.location(config.lakehouse)
-    if not is_delta_table(spark, silver_location):
-        raise ConfigError(
-            f"no silver.images under {config.lakehouse}: run the silver job first (make silver)"
-        )
+    silver_table = upstream(spark, SILVER_IMAGES, config.lakehouse,
+                            "run the silver job first (make silver)")
     # Checked before any table is touched: the weights exist and which they are.
     _, identity = resolve_weights(config.gold.weights)
     run.details["model"] = identity
     run.details["engine"] = config.gold.engine
-    gold_location = ensure_table(spark, GOLD_FEATURES, config.lakehouse)
-    silver, version = read_pinned(spark, silver_location)
+    gold = ensure_table(spark, GOLD_FEATURES, config.lakehouse)
+    silver, version = silver_table.pinned()
     run.details["silver_version"] = version
     # The marker of gold's last append names its model: every row has it (each run
     # checks or sets it), so the log path needs no model check.
-    todo = None if rebuild else changes_from_log(spark, silver_location, version,
-                                                 gold_location, model=identity)
+    todo = None if rebuild else changes_from_log(silver_table, version, gold, model=identity)
     if todo is None:
-        _check_model(spark, gold_location, identity, rebuild, run)
-        todo = changes(spark, silver, [gold_location])
+        _check_model(gold, identity, rebuild, run)
+        todo = changes(spark, silver, [gold])
     run.details["changes_from"] = todo.via
-    run.rows_deleted += delete_stale(spark, todo)
+    run.rows_deleted += delete_stale(todo)
     run.rows_in = todo.pending
     log.info("silver version %d: %d images to featurize (from the %s)", version, run.rows_in,
              todo.via)
     if run.rows_in:
-        _featurize(spark, config, run, todo, version, identity, gold_location)
-    run.details["export"] = export_if_stale(spark, config, gold_location)
+        _featurize(spark, config, run, todo, silver_table, version, identity, gold)
+    run.details["export"] = export_if_stale(spark, config, gold)
 
 
-def _check_model(
-    spark: SparkSession, location: str, identity: str, rebuild: bool, run: Run
-) -> None:
-    table = spark.read.format("delta").load(location)
-    others = [r.model for r in table.where(F.col("model") != identity).select("model").distinct()
-              .limit(3).collect()]
+def _check_model(gold: Table, identity: str, rebuild: bool, run: Run) -> None:
+    others = [r.model for r in gold.read().where(F.col("model") != identity)
+              .select("model").distinct().limit(3).collect()]
     if not others:
         return
     if not rebuild:
@@ -111,12 +95,12 @@ def _check_model(
             f"{identity}. Features of different weights must not be mixed: give --rebuild "
             "to recompute every row with the new weights, or use the same weights."
         )
-    run.rows_deleted += delete_where(spark, location, F.col("model") != identity)
+    run.rows_deleted += gold.delete(F.col("model") != identity)
     log.info("--rebuild: removed rows of %s", ", ".join(others))
 
 
 def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
-               silver_version: int, identity: str, location: str) -> None:
+               silver: Table, silver_version: int, identity: str, gold: Table) -> None:
     started = time.perf_counter()
     work = todo.rows
     payload = build_payload(config.gold.engine, config.gold.weights,
@@ -126,11 +110,12 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
     if todo.via == "log":  # the size of the files read, silver's properties from its log
         properties, work_bytes = todo.properties, todo.bytes
     else:
-        silver = DeltaTable.forPath(spark, SILVER_IMAGES.location(config.lakehouse)).detail().first()
-        properties = silver["properties"]
-        work_bytes = _work_bytes(spark, config, run.rows_in, silver["sizeInBytes"])
+        detail = silver.detail()
+        properties = detail["properties"]
+        # The pending rows' share of silver's bytes, pro rata.
+        work_bytes = run.rows_in * detail["sizeInBytes"] // max(silver.read().count(), 1)
     reader = image_reader(config, properties)
-    commit = gold_writer(spark, config, reader, location)
+    commit = gold_writer(spark, config, reader, gold.location)
     threads = config.gold.inference_threads or int(spark.conf.get("spark.task.cpus", "1"))
     # Every "auto" and 0 of gold's settings resolved, once: what this run uses and records.
     settings = dataclasses.replace(
@@ -150,7 +135,7 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
                                             from_files=settings.image_reader == "workers")
                               ).transform(to_gold_rows(identity, run.run_id, now))
     else:
-        write = features_files(model, table=location, run_id=run.run_id, now=now)
+        write = features_files(model, table=gold.location, run_id=run.run_id, now=now)
     fault_point("gold:before_write")
     started = time.perf_counter()
     split = _split_bytes(spark, config, work_bytes)
@@ -159,10 +144,9 @@ def _featurize(spark: SparkSession, config: Config, run: Run, todo: Changes,
             session_conf(spark, "spark.sql.files.openCostInBytes", str(split // 4)), \
             session_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch",
                          str(settings.arrow_batch_size)):
-        marker = sync_marker(spark, run.run_id, SILVER_IMAGES.location(config.lakehouse),
-                             silver_version, model=identity)
+        marker = sync_marker(run.run_id, silver, silver_version, model=identity)
         if commit is None:
-            append_rows(location, rows, run.run_id, marker=marker)
+            gold.append(rows, marker)
         else:
             files = write_files(work, write)
             written = sum(f.rows for f in files)
@@ -232,13 +216,6 @@ def image_reader(config: Config, silver_properties: dict) -> str:
     if config.gold.image_reader == "spark" or not storage_of(config.lakehouse).direct or mapped:
         return "spark"
     return "workers"
-
-
-def _work_bytes(spark: SparkSession, config: Config, rows: int, size: int) -> int:
-    """The silver bytes of ``rows`` of silver's ``size`` bytes, pro rata."""
-    location = SILVER_IMAGES.location(config.lakehouse)
-    total_rows = spark.read.format("delta").load(location).count()
-    return rows * size // max(total_rows, 1)
 
 
 def _split_bytes(spark: SparkSession, config: Config, work_bytes: int) -> int:

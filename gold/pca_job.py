@@ -33,12 +33,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.config import Config, ConfigError
-from common.delta_log import is_delta_table
-from common.incremental import append_rows, changes, delete_stale, delete_where, read_pinned
+from common.incremental import changes, delete_stale
+from common.lake import ensure_table, upstream
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table
 from common.storage import hadoop_fs, join_path, read_text, storage_of, write_text
 from gold.pca import (
     PcaFit,
@@ -81,10 +80,8 @@ def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: boo
     none or ``refit``). Too few rows to fit: exit 2, or with ``optional`` (the pipeline)
     a warning and a run that wrote nothing, so a small first run does not read as failed.
     """
-    gold_location = GOLD_FEATURES.location(config.lakehouse)
-    if not is_delta_table(spark, gold_location):
-        raise ConfigError(f"no gold.image_features under {config.lakehouse}: run gold first")
-    gold, gold_version = read_pinned(spark, gold_location)
+    gold, gold_version = upstream(spark, GOLD_FEATURES, config.lakehouse,
+                                  "run gold first").pinned()
     rows = gold.count()
     current = latest_fit(spark, config)
     if refit or current is None:
@@ -102,17 +99,17 @@ def reduce_features(spark: SparkSession, config: Config, run: Run, *, refit: boo
         current = _fit(spark, config, gold, gold_version, rows, previous=current)
         run.details["fitted"] = current.version
     model = PipelineModel.load(join_path(models_root(config), current.version, "model"))
-    location = ensure_table(spark, GOLD_PCA, config.lakehouse)
+    target = ensure_table(spark, GOLD_PCA, config.lakehouse)
     # Rows of another model version (a refit, possibly interrupted) are made again.
-    outdated = delete_where(spark, location, F.col("pca_version") != current.version)
-    todo = changes(spark, gold, [location])
-    run.rows_deleted = outdated + delete_stale(spark, todo)
+    outdated = target.delete(F.col("pca_version") != current.version)
+    todo = changes(spark, gold, [target])
+    run.rows_deleted = outdated + delete_stale(todo)
     work, run.rows_in = todo.rows, todo.pending
     if run.rows_in:
         fault_point("pca:before_commit")
         now = datetime.now(timezone.utc)
-        append_rows(location, work.transform(to_pca_rows(model, current.version, run.run_id, now)),
-                    run.run_id)
+        target.append(work.transform(to_pca_rows(model, current.version, run.run_id, now)),
+                      run.run_id)
     run.rows_out = run.rows_in
     run.details.update(
         pca_version=current.version, k=current.k,

@@ -25,15 +25,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.config import Config, ConfigError, join_path, local_path
-from common.delta_log import is_delta_table
 from common.images import model_views
-from common.incremental import read_pinned
+from common.lake import Table
 from common.storage import storage_of
 from common.tables import FEATURE_SIZE
 from gold.classifier import META_FILE, Classifier
 from gold.model import ModelPayload, Predict, build_payload, make_predict_fn
 from gold.tables import TOP_SPECIES
-from silver.tables import SILVER_IMAGES
 
 SERVING_FILE = "serving.json"
 
@@ -134,21 +132,21 @@ def view_maker(config: Config, views: tuple[str, ...], feature_model: str, engin
 VIEWS_TYPE = T.ArrayType(T.ArrayType(T.FloatType()))
 
 
-def with_view_features(spark: SparkSession, lakehouse: str, maker: ViewMaker | None,
-                       frame: DataFrame, classifier: Classifier | None = None) -> DataFrame:
+def with_view_features(silver: Table, maker: ViewMaker | None, frame: DataFrame,
+                       classifier: Classifier | None = None) -> DataFrame:
     """``frame`` (with ``path`` and ``content_hash``) plus ``views``: the features of each
-    photo's views, made from ``silver.images``' model input of the same content; null
+    photo's views, made from ``silver`` (silver.images)' model input of the same content; null
     where silver holds another content of the path (a file changed since gold), no
     silver table exists, or ``maker`` is None, and, given a ``classifier``, for the
     photos whose answer does not depend on them (:meth:`Classifier.needs_views` of the
     frame's ``features``)."""
-    location = SILVER_IMAGES.location(lakehouse)
-    if maker is None or not is_delta_table(spark, location):
+    if maker is None or not silver.exists():
         return frame.withColumn("views", F.lit(None).cast(VIEWS_TYPE))
-    silver = read_pinned(spark, location)[0].select(
+    spark = silver.spark
+    images = silver.pinned()[0].select(
         F.col("path").alias("_silver_path"), F.col("content_hash").alias("_silver_hash"),
         F.col("image").alias("_image"))
-    joined = (frame.join(silver, (F.col("path") == F.col("_silver_path"))
+    joined = (frame.join(images, (F.col("path") == F.col("_silver_path"))
                          & (F.col("content_hash") == F.col("_silver_hash")), "left")
               .drop("_silver_path", "_silver_hash"))
     schema = T.StructType([f for f in frame.schema.fields if f.name != "views"]

@@ -26,13 +26,12 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from common.config import Config, ConfigError
-from common.delta_log import is_delta_table
-from common.incremental import append_rows, changes, delete_stale, delete_where, read_pinned
+from common.config import Config
+from common.incremental import changes, delete_stale
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.lake import ensure_table, table, upstream
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table
 from gold.predict import (
     load_serving,
     serving_state,
@@ -52,29 +51,27 @@ def has_model(config: Config) -> bool:
 
 def predict_new(spark: SparkSession, config: Config, run: Run) -> None:
     classifier = load_serving(config.lakehouse)
-    gold_location = GOLD_FEATURES.location(config.lakehouse)
-    if not is_delta_table(spark, gold_location):
-        raise ConfigError(f"no gold.image_features under {config.lakehouse}: run gold first")
-    gold, _ = read_pinned(spark, gold_location)
+    gold, _ = upstream(spark, GOLD_FEATURES, config.lakehouse, "run gold first").pinned()
+    silver = table(spark, SILVER_IMAGES, config.lakehouse)
     maker = None  # the views' engine, checked before any table is touched
-    if classifier.views and is_delta_table(spark, SILVER_IMAGES.location(config.lakehouse)):
+    if classifier.views and silver.exists():
         maker = view_maker(config, classifier.views, classifier.feature_model, classifier.engine)
-    location = ensure_table(spark, GOLD_PREDICTIONS, config.lakehouse)
+    predictions = ensure_table(spark, GOLD_PREDICTIONS, config.lakehouse)
     # Rows of another model version are predicted again (a new model serves).
-    outdated = delete_where(spark, location, F.col("model_version") != classifier.version)
-    todo = changes(spark, gold, [location])
-    run.rows_deleted = outdated + delete_stale(spark, todo)
+    outdated = predictions.delete(F.col("model_version") != classifier.version)
+    todo = changes(spark, gold, [predictions])
+    run.rows_deleted = outdated + delete_stale(todo)
     run.rows_in = todo.pending
     if todo.pending:
         now = datetime.now(timezone.utc)
-        rows = with_view_features(spark, config.lakehouse, maker, todo.rows.select(
+        rows = with_view_features(silver, maker, todo.rows.select(
             "path", "label", "content_hash", "features"), classifier)
         rows = (rows.transform(with_answers(spark, classifier))
                 .withColumn("run_id", F.lit(run.run_id))
                 .withColumn("processed_at", F.lit(now).cast("timestamp"))
                 .select(*GOLD_PREDICTIONS.schema.fieldNames()))
         fault_point("predict:before_commit")
-        append_rows(location, rows, run.run_id)
+        predictions.append(rows, run.run_id)
     run.rows_out = run.rows_in
     run.details.update(model_version=classifier.version, repredicted=outdated)
     log.info("predictions of %s: %d rows predicted, %d removed", classifier.version,

@@ -36,7 +36,6 @@ from functools import reduce
 from pathlib import Path
 
 import numpy as np
-from delta.tables import DeltaTable
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import Normalizer
 from pyspark.ml.functions import array_to_vector, vector_to_array
@@ -46,11 +45,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from common.config import Config, ConfigError
-from common.delta_log import is_delta_table
-from common.incremental import read_pinned
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.lake import ensure_table, table, upstream
 from common.runlog import Run
-from common.spark import ensure_table, local_frame
+from common.spark import local_frame
 from common.storage import local_path, storage_of
 from gold.classifier import Classifier, SpeciesMapError, load_species_map, unit_rows
 from gold.predict import (
@@ -84,11 +82,8 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
         species_map = load_species_map(config.species_map_path)
     except SpeciesMapError as exc:
         raise ConfigError(str(exc)) from exc
-    gold_location = GOLD_FEATURES.location(config.lakehouse)
-    if not is_delta_table(spark, gold_location):
-        raise ConfigError(f"no gold.image_features under {config.lakehouse}: run the "
-                          "pipeline (make pipeline SOURCE=...) first")
-    gold, gold_version = read_pinned(spark, gold_location)
+    gold, gold_version = upstream(spark, GOLD_FEATURES, config.lakehouse,
+                                  "run the pipeline (make pipeline SOURCE=...) first").pinned()
     feature_model = _single_value(gold, "model")
     mapping = local_frame(spark, [(label, e.species, e.source or DEFAULT_SOURCE)
                                   for label, e in species_map.items()],
@@ -136,15 +131,16 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     # The views (classifier.views) of each fitted photo of classifier.view_sources are
     # trained on; when averaged at prediction (view_weight), the evaluation photos' views
     # are made too, so the figures are those of the answers.
+    silver = table(spark, SILVER_IMAGES, config.lakehouse)
     maker = view_maker(config, tuple(c.views), feature_model, engine) if c.views and (
-        is_delta_table(spark, SILVER_IMAGES.location(config.lakehouse))) else None
+        silver.exists()) else None
     if c.views and maker is None:
         log.warning("no silver.images: training and answering without the views %s",
                     list(c.views))
     averaged = tuple(c.views) if maker is not None and c.view_weight > 0 else ()
     if maker is not None and c.view_sources:
         photos = training.where(~calibrating & F.col("source").isin(list(c.view_sources)))
-        view_rows = (with_view_features(spark, config.lakehouse, maker, photos)
+        view_rows = (with_view_features(silver, maker, photos)
                      .select("label", "species", "source",
                              F.explode("views").alias("features")))
         log.info("adding %d view(s) (%s) of each training photo of %s, computed by %s",
@@ -212,7 +208,7 @@ def train(spark: SparkSession, config: Config, run: Run, *, eval_roots: list[str
     # The "unknown" scores are the photo's own: the calibration needs no views.
     classifier = _calibrated(spark, draft, training.where(calibrating), c.unknown_false_rate)
     if averaged:
-        evaluation = with_view_features(spark, config.lakehouse, maker, evaluation, classifier)
+        evaluation = with_view_features(silver, maker, evaluation, classifier)
     metrics = evaluate(spark, classifier, evaluation)
     metrics["calibration"] = {"min_probability": classifier.min_probability,
                               "min_similarity": classifier.min_similarity}
@@ -290,9 +286,9 @@ def _gold_engine(spark: SparkSession, config: Config) -> str:
     """The engine of gold's last successful run (ops.runs), else the profile's."""
     from common.tables import OPS_RUNS
 
-    location = OPS_RUNS.location(config.lakehouse)
-    if is_delta_table(spark, location):
-        last = (spark.read.format("delta").load(location)
+    runs = table(spark, OPS_RUNS, config.lakehouse)
+    if runs.exists():
+        last = (runs.read()
                 .where((F.col("job") == "gold") & (F.col("status") == "succeeded"))
                 .orderBy(F.col("started_at").desc()).select("details").limit(1).collect())
         if last:
@@ -438,24 +434,22 @@ def write_report(config: Config, version: str, metrics: dict, hyper: dict,
 
 def _record(spark: SparkSession, config: Config, run: Run, classifier: Classifier,
             gold_version: int, rows_per_source: dict, hyper: dict, metrics: dict) -> None:
-    location = ensure_table(spark, CLASSIFIER_MODELS, config.lakehouse)
+    models = ensure_table(spark, CLASSIFIER_MODELS, config.lakehouse)
     row = (classifier.version, datetime.now(timezone.utc), gold_version,
            classifier.feature_model, rows_per_source, list(classifier.species),
            json.dumps(hyper, sort_keys=True),
            json.dumps({"sources": metrics["sources"], "calibration": metrics["calibration"]},
                       sort_keys=True),
            classifier.min_probability, False, run.run_id)
-    local_frame(spark, [row], CLASSIFIER_MODELS.schema).write.format("delta").mode(
-        "append").save(location)
+    models.append(local_frame(spark, [row], CLASSIFIER_MODELS.schema))
 
 
 def _set_serving(spark: SparkSession, config: Config, version: str, *, pinned: bool) -> None:
     """serving.json first (what classify and the service read), then the table's flag."""
     write_serving(config.lakehouse, version, pinned=pinned)
-    location = CLASSIFIER_MODELS.location(config.lakehouse)
-    if is_delta_table(spark, location):
-        DeltaTable.forPath(spark, location).update(
-            set={"serving": F.col("version") == F.lit(version)})
+    models = table(spark, CLASSIFIER_MODELS, config.lakehouse)
+    if models.exists():
+        models.update({"serving": F.col("version") == F.lit(version)})
 
 
 def promote(spark: SparkSession, config: Config, run: Run, *, version: str) -> None:

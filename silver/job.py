@@ -22,21 +22,14 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from bronze.tables import BRONZE_IMAGES
-from common.config import Config, ConfigError
-from common.delta_log import is_delta_table
+from common.config import Config
 from common.images import DecodeLimits
-from common.incremental import (
-    append_rows,
-    changes,
-    changes_from_log,
-    delete_stale,
-    read_pinned,
-    sync_marker,
-)
+from common.incremental import changes, changes_from_log, delete_stale, sync_marker
 from common.jobs import base_parser, config_from_args, fault_point, parse_or_exit, run_job
+from common.lake import ensure_table, table, upstream
 from common.layers import Layer
 from common.runlog import Run
-from common.spark import ensure_table, session_conf, set_hadoop_setting
+from common.spark import session_conf, set_hadoop_setting
 from common.tables import OPS_RUNS
 from silver.tables import SILVER_IMAGES, SILVER_REJECTS
 from silver.transform import (
@@ -53,22 +46,17 @@ log = logging.getLogger("silver")
 
 def refine(spark: SparkSession, config: Config, run: Run) -> None:
     """Bring silver.images / silver.rejects up to date with bronze.images."""
-    bronze_location = BRONZE_IMAGES.location(config.lakehouse)
-    if not is_delta_table(spark, bronze_location):
-        raise ConfigError(
-            f"no bronze.images under {config.lakehouse}: run the bronze job first "
-            "(make bronze SOURCE=DIR)"
-        )
-    images_location = ensure_table(spark, SILVER_IMAGES, config.lakehouse)
-    rejects_location = ensure_table(spark, SILVER_REJECTS, config.lakehouse)
-    bronze, version = read_pinned(spark, bronze_location)
+    bronze_table = upstream(spark, BRONZE_IMAGES, config.lakehouse,
+                            "run the bronze job first (make bronze SOURCE=DIR)")
+    images = ensure_table(spark, SILVER_IMAGES, config.lakehouse)
+    rejects = ensure_table(spark, SILVER_REJECTS, config.lakehouse)
+    bronze, version = bronze_table.pinned()
     run.details["bronze_version"] = version
-    also = {SILVER_REJECTS.name: rejects_location}
 
-    todo = changes_from_log(spark, bronze_location, version, images_location, also) or changes(
-        spark, bronze, [images_location, rejects_location])
+    todo = changes_from_log(bronze_table, version, images, [rejects]) or changes(
+        spark, bronze, [images, rejects])
     run.details["changes_from"] = todo.via
-    run.rows_deleted = delete_stale(spark, todo)
+    run.rows_deleted = delete_stale(todo)
     fault_point("silver:after_delete")
     if not todo.pending:
         log.info("bronze version %d: nothing new (from the %s), %d stale rows removed",
@@ -113,15 +101,13 @@ def refine(spark: SparkSession, config: Config, run: Run) -> None:
         # comes last: its commit carries the marker that lets the next run read only
         # bronze's new files (common.incremental.changes_from_log).
         if run.rows_rejected:
-            append_rows(rejects_location, work.transform(rejected_files(run.run_id, now)),
-                        run.run_id)
+            rejects.append(work.transform(rejected_files(run.run_id, now)), run.run_id)
         fault_point("silver:between_commits")
         if run.rows_out:
-            marker = sync_marker(spark, run.run_id, bronze_location, version, also)
+            marker = sync_marker(run.run_id, bronze_table, version, [rejects])
             with session_conf(spark, "spark.sql.parquet.compression.codec",
                               config.silver.image_codec):
-                append_rows(images_location, work.transform(accepted_images(run.run_id, now)),
-                            run.run_id, marker=marker)
+                images.append(work.transform(accepted_images(run.run_id, now)), marker)
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -132,10 +118,10 @@ def source_roots(spark: SparkSession, config: Config):  # noqa: ANN201 - a DataF
     """bronze run id -> the ``source_uri`` it listed (its ``ops.runs`` row)."""
     from pyspark.sql import functions as F
 
-    location = OPS_RUNS.location(config.lakehouse)
-    if not is_delta_table(spark, location):
+    runs = table(spark, OPS_RUNS, config.lakehouse)
+    if not runs.exists():
         return spark.createDataFrame([], "run_id string, source_uri string")
-    return (spark.read.format("delta").load(location).where(F.col("job") == "bronze")
+    return (runs.read().where(F.col("job") == "bronze")
             .select("run_id", F.get_json_object("details", "$.source_uri").alias("source_uri"))
             .where(F.col("source_uri").isNotNull()))
 

@@ -61,17 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     from bronze.tables import BRONZE_IMAGES
     from common import delta_log
     from common.config import load_config
-    from common.incremental import changes, changes_from_log, read_pinned
+    from common.incremental import changes, changes_from_log
+    from common.lake import Table, table
     from common.spark import build_session
     from gold.tables import GOLD_FEATURES
     from silver.tables import SILVER_IMAGES, SILVER_REJECTS
 
     config = load_config(args.env, {"lakehouse": str(Path(args.lakehouse).resolve())})
     spark = build_session(config, "delta-routes-bench")
-    bronze, silver, gold = (spec.location(config.lakehouse)
-                            for spec in (BRONZE_IMAGES, SILVER_IMAGES, GOLD_FEATURES))
-    rejects = SILVER_REJECTS.location(config.lakehouse)
-    if not all(delta_log.is_delta_table(spark, t) for t in (bronze, silver, gold)):
+    bronze_t, silver_t, gold_t, rejects_t = (
+        table(spark, spec, config.lakehouse)
+        for spec in (BRONZE_IMAGES, SILVER_IMAGES, GOLD_FEATURES, SILVER_REJECTS))
+    bronze, gold = bronze_t.location, gold_t.location
+    if not all(t.exists() for t in (bronze_t, silver_t, gold_t)):
         raise SystemExit(f"{config.lakehouse} has no bronze, silver and gold: build it first "
                          "(make bench, or make pipeline on photos)")
     model = (delta_log.commit_info(delta_log.read_commit(
@@ -96,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     def crc_files() -> list[str]:
         return sorted(p.removeprefix("file:") for p in delta_log.data_files(spark, bronze)[1])
 
-    def by_keys(upstream: str, targets: list[str]) -> Callable[[], int]:
-        return lambda: changes(spark, read_pinned(spark, upstream)[0], targets).pending
+    def by_keys(upstream: Table, targets: list[Table]) -> Callable[[], int]:
+        return lambda: changes(spark, upstream.pinned()[0], targets).pending
 
-    def by_log(upstream: str, target: str, also: dict, **facts: str) -> Callable[[], int]:
+    def by_log(upstream: Table, target: Table, also: list[Table],
+               **facts: str) -> Callable[[], int]:
         def route() -> int:
-            version = delta_log.latest_version(spark, upstream)
-            found = changes_from_log(spark, upstream, version, target, also, **facts)
+            found = changes_from_log(upstream, upstream.version(), target, also, **facts)
             if found is None:
-                raise SystemExit(f"the log path does not apply to {target}: run the "
+                raise SystemExit(f"the log path does not apply to {target.name}: run the "
                                  "pipeline once more so that its last run was complete")
             return found.pending
         return route
@@ -113,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         ("latest version of gold", lambda: delta_log.latest_version(spark, gold), history),
         ("metadata of gold", state, detail),
         ("data files of bronze", crc_files, input_files),
-        ("gold's pending images (none)", by_log(silver, gold, {}, model=identity),
-         by_keys(silver, [gold])),
-        ("silver's pending files (none)", by_log(bronze, silver, {SILVER_REJECTS.name: rejects}),
-         by_keys(bronze, [silver, rejects])),
+        ("gold's pending images (none)", by_log(silver_t, gold_t, [], model=identity),
+         by_keys(silver_t, [gold_t])),
+        ("silver's pending files (none)", by_log(bronze_t, silver_t, [rejects_t]),
+         by_keys(bronze_t, [silver_t, rejects_t])),
     ]
     rows = []
     for name, private, public in questions:
@@ -136,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
               "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
                          "cores", "measured_at": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                time.gmtime()),
-              "rows": {spec: spark.read.format("delta").load(loc).count()
-                       for spec, loc in (("bronze", bronze), ("silver", silver),
-                                         ("gold", gold))},
+              "rows": {name: t.read().count()
+                       for name, t in (("bronze", bronze_t), ("silver", silver_t),
+                                       ("gold", gold_t))},
               "questions": rows}
     OUT.mkdir(exist_ok=True)
     (OUT / "delta_routes.json").write_text(json.dumps(result, indent=2) + "\n")

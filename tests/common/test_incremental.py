@@ -8,17 +8,10 @@ from pathlib import Path
 
 from delta.tables import DeltaTable
 
-from common.incremental import (
-    append_rows,
-    changes,
-    changes_from_log,
-    delete_stale,
-    last_marker,
-    read_pinned,
-    sync_marker,
-)
 from common.config import local_path
 from common.delta_log import data_files, latest_version, table_state
+from common.incremental import changes, changes_from_log, delete_stale, last_marker, sync_marker
+from common.lake import Table
 from common.spark import session_conf
 
 KEY_SCHEMA = "path string, content_hash string"
@@ -27,6 +20,10 @@ KEY_SCHEMA = "path string, content_hash string"
 def _delta(spark, location: Path, rows: list, schema: str, mode: str = "overwrite") -> str:  # noqa: ANN001
     spark.createDataFrame(rows, schema).write.format("delta").mode(mode).save(str(location))
     return str(location)
+
+
+def _t(spark, location: str) -> Table:  # noqa: ANN001
+    return Table(spark, location)
 
 
 def _keys(spark, location: str) -> list[tuple]:  # noqa: ANN001
@@ -51,7 +48,7 @@ def test_changes_finds_exactly_the_pending_keys_and_reads_only_their_files(
     # run is done entirely; b with another hash does not count as b (and is stale).
     done = _delta(spark, tmp_path / "done",
                   [("a", "1"), ("c", None), ("d", "4"), ("b", "other")], KEY_SCHEMA)
-    todo = changes(spark, upstream, [done])
+    todo = changes(spark, upstream, [_t(spark, done)])
     assert sorted((r.path, r.payload) for r in todo.rows.collect()) == [("b", "B")]
     assert todo.pending == 1
     assert todo.stale == {done: 1}
@@ -60,11 +57,11 @@ def test_changes_finds_exactly_the_pending_keys_and_reads_only_their_files(
 
     everything = _delta(spark, tmp_path / "everything",
                         [("a", "1"), ("b", "2"), ("c", None), ("d", "4")], KEY_SCHEMA)
-    todo = changes(spark, upstream, [everything])
+    todo = changes(spark, upstream, [_t(spark, everything)])
     assert (todo.rows.collect(), todo.pending, todo.stale) == ([], 0, {everything: 0})
 
     nothing = _delta(spark, tmp_path / "nothing", [], KEY_SCHEMA)
-    todo = changes(spark, upstream, [nothing])
+    todo = changes(spark, upstream, [_t(spark, nothing)])
     assert todo.pending == 4
     assert sorted((r.path, r.payload) for r in todo.rows.collect()) == [
         ("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]
@@ -82,18 +79,18 @@ def test_changes_and_delete_stale_across_two_targets(spark, tmp_path: Path) -> N
     second = _delta(spark, tmp_path / "second", [("m", None), ("y", "old"), ("z", "7")],
                     KEY_SCHEMA)
 
-    todo = changes(spark, upstream, [first, second])
+    todo = changes(spark, upstream, [_t(spark, first), _t(spark, second)])
     assert todo.stale == {first: 2, second: 2}
     assert todo.pending == 2
     assert sorted(r.path for r in todo.rows.collect()) == ["u", "y"]
 
-    assert delete_stale(spark, todo) == 4
+    assert delete_stale(todo) == 4
     assert _keys(spark, first) == [("k", "1")]
     assert _keys(spark, second) == [("m", None)]
     # Nothing left to delete: no commit at all.
     versions = latest_version(spark, first), latest_version(spark, second)
-    again = changes(spark, upstream, [first, second])
-    assert again.stale == {first: 0, second: 0} and delete_stale(spark, again) == 0
+    again = changes(spark, upstream, [_t(spark, first), _t(spark, second)])
+    assert again.stale == {first: 0, second: 0} and delete_stale(again) == 0
     assert (latest_version(spark, first), latest_version(spark, second)) == versions
 
 
@@ -117,14 +114,14 @@ def test_pending_rows_broadcast_the_keys_by_their_real_size_not_the_payload_s(
         "path string, content_hash string, payload binary, run_id string"))
     done = _delta(spark, tmp_path / "done", [(p, h) for p, h, _, _ in rows[:3]], KEY_SCHEMA)
     with session_conf(spark, "spark.sql.autoBroadcastJoinThreshold", str(256 << 10)):
-        result = changes(spark, upstream, [done]).rows
+        result = changes(spark, upstream, [_t(spark, done)]).rows
         assert _join_of(result) == "BroadcastHashJoin"
         assert sorted((r.path, bytes(r.payload)) for r in result.collect()) == [
             (path, payload) for path, _, payload, _ in rows[3:]]
     # Keys over the threshold (3 pending rows of ~80 bytes > 100 bytes) are left to the
     # planner, which reads the scan's size.
     with session_conf(spark, "spark.sql.autoBroadcastJoinThreshold", "100"):
-        result = changes(spark, upstream, [done]).rows
+        result = changes(spark, upstream, [_t(spark, done)]).rows
         assert _join_of(result) == "SortMergeJoin"
         assert sorted(r.path for r in result.collect()) == [p for p, _, _, _ in rows[3:]]
 
@@ -142,7 +139,7 @@ def test_latest_version_reads_the_log_names(spark, tmp_path: Path) -> None:
     (log / ".00000000000000000007.json.0f1e.tmp").write_text("{}")
     (log / "00000000000000000009.crc").write_text("{}")
     assert latest_version(spark, str(location)) == 2
-    frame, version = read_pinned(spark, str(location))
+    frame, version = _t(spark, str(location)).pinned()
     assert version == 2 and sorted(r.path for r in frame.collect()) == ["0", "1", "2"]
     # A log whose old commits were cleaned up after a checkpoint still has its newest.
     spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('x.note' = 'v3')")
@@ -166,9 +163,9 @@ def _marked_target(spark, tmp_path: Path) -> tuple[str, str, str, str]:  # noqa:
                       [("a", "1", "A", "r1"), ("b", None, "B", "r1")], UPSTREAM_SCHEMA)
     side = _delta(spark, tmp_path / "side", [("b", None)], KEY_SCHEMA)
     target = _delta(spark, tmp_path / "target", [], KEY_SCHEMA)
-    marker = sync_marker(spark, "t1", upstream, latest_version(spark, upstream),
-                         {"my.side": side}, model="m1")
-    append_rows(target, spark.createDataFrame([("a", "1")], KEY_SCHEMA), "t1", marker=marker)
+    marker = sync_marker("t1", _t(spark, upstream), latest_version(spark, upstream),
+                         [_t(spark, side)], model="m1")
+    _t(spark, target).append(spark.createDataFrame([("a", "1")], KEY_SCHEMA), marker)
     return upstream, target, side, marker
 
 
@@ -176,12 +173,12 @@ def test_a_run_after_a_marked_append_reads_only_the_files_appended_upstream(
     spark, tmp_path: Path
 ) -> None:
     upstream, target, side, marker = _marked_target(spark, tmp_path)
-    assert last_marker(spark, target)["run_id"] == "t1"
-    assert last_marker(spark, target)["tables"] == {"my.side": {
+    assert last_marker(_t(spark, target))["run_id"] == "t1"
+    assert last_marker(_t(spark, target))["tables"] == {side: {
         "id": table_state(spark, side).id, "version": 0}}
-    also = {"my.side": side}
+    also = [_t(spark, side)]
     since = latest_version(spark, upstream)
-    todo = changes_from_log(spark, upstream, since, target, also, model="m1")
+    todo = changes_from_log(_t(spark, upstream), since, _t(spark, target), also, model="m1")
     assert (todo.via, todo.pending, todo.rows.collect()) == ("log", 0, [])
 
     # two more appends upstream, of runs r2 and r3: exactly their rows are pending
@@ -189,38 +186,40 @@ def test_a_run_after_a_marked_append_reads_only_the_files_appended_upstream(
            UPSTREAM_SCHEMA, mode="append")
     _delta(spark, tmp_path / "up", [("e", "5", "E", "r3")], UPSTREAM_SCHEMA, mode="append")
     version = latest_version(spark, upstream)
-    todo = changes_from_log(spark, upstream, version, target, also, model="m1")
+    todo = changes_from_log(_t(spark, upstream), version, _t(spark, target), also, model="m1")
     assert todo.via == "log" and todo.pending == 3 and todo.stale == {target: 0, side: 0}
     assert sorted(tuple(r) for r in todo.rows.collect()) == [
         ("c", "3", "C", "r2"), ("d", "4", "D", "r2"), ("e", "5", "E", "r3")]
     assert todo.bytes == sum(os.path.getsize(f.removeprefix("file:"))
                              for f in todo.rows.inputFiles())
     # the same rows as the comparison of every key finds
-    full = changes(spark, read_pinned(spark, upstream)[0], [target, side])
+    full = changes(spark, _t(spark, upstream).pinned()[0], [_t(spark, target), _t(spark, side)])
     assert sorted(tuple(r) for r in full.rows.collect()) == sorted(
         tuple(r) for r in todo.rows.collect())
     # pinned: a version in between sees only r2's rows
-    todo = changes_from_log(spark, upstream, version - 1, target, also, model="m1")
+    todo = changes_from_log(_t(spark, upstream), version - 1, _t(spark, target), also, model="m1")
     assert sorted(r.path for r in todo.rows.collect()) == ["c", "d"]
     # what the marker must also say
-    assert changes_from_log(spark, upstream, version, target, also, model="m2") is None
+    assert changes_from_log(_t(spark, upstream), version, _t(spark, target), also,
+                            model="m2") is None
 
 
 def test_the_keys_are_compared_whenever_the_log_cannot_show_the_changes(
     spark, tmp_path: Path
 ) -> None:
     upstream, target, side, _ = _marked_target(spark, tmp_path)
-    also = {"my.side": side}
+    also = [_t(spark, side)]
 
     def from_log():  # noqa: ANN202
-        return changes_from_log(spark, upstream, latest_version(spark, upstream), target, also)
+        return changes_from_log(_t(spark, upstream), latest_version(spark, upstream),
+                                _t(spark, target), also)
 
     assert from_log() is not None
     # another target moved on after the marked append (a run killed between its commits)
     _delta(spark, tmp_path / "side", [("x", "9")], KEY_SCHEMA, mode="append")
     assert from_log() is None
     upstream, target, side, _ = _marked_target(spark, tmp_path / "2")
-    also = {"my.side": side}
+    also = [_t(spark, side)]
     # upstream deleted a row (a file removed or replaced): not a plain append
     _delta(spark, Path(upstream), [("c", "3", "C", "r2")], UPSTREAM_SCHEMA, mode="append")
     assert from_log() is not None
@@ -228,12 +227,12 @@ def test_the_keys_are_compared_whenever_the_log_cannot_show_the_changes(
     assert from_log() is None
     # the target's latest commit is not a marked append (a stale row deleted)
     upstream, target, side, _ = _marked_target(spark, tmp_path / "3")
-    also = {"my.side": side}
+    also = [_t(spark, side)]
     DeltaTable.forPath(spark, target).delete("path = 'a'")
     assert latest_version(spark, target) == 2 and from_log() is None
     # an upstream table made again at the same path (its id changed)
     upstream, target, side, _ = _marked_target(spark, tmp_path / "4")
-    also = {"my.side": side}
+    also = [_t(spark, side)]
     _delta(spark, Path(upstream), [("a", "1", "A", "r1")], UPSTREAM_SCHEMA)  # overwrite
     assert from_log() is None
     import shutil
@@ -244,14 +243,14 @@ def test_the_keys_are_compared_whenever_the_log_cannot_show_the_changes(
     assert latest_version(spark, upstream) == 0 and from_log() is None
     # a commit of the range cleaned up, or its checksum missing
     upstream, target, side, _ = _marked_target(spark, tmp_path / "5")
-    also = {"my.side": side}
+    also = [_t(spark, side)]
     _delta(spark, Path(upstream), [("c", "3", "C", "r2")], UPSTREAM_SCHEMA, mode="append")
     (Path(upstream) / "_delta_log" / "00000000000000000001.crc").unlink()
     assert from_log() is None
     # a target without a marker (appended with a plain run id)
     plain = _delta(spark, tmp_path / "plain", [], KEY_SCHEMA)
-    append_rows(plain, spark.createDataFrame([("a", "1")], KEY_SCHEMA), "t1")
-    assert last_marker(spark, plain) is None
+    _t(spark, plain).append(spark.createDataFrame([("a", "1")], KEY_SCHEMA), "t1")
+    assert last_marker(_t(spark, plain)) is None
 
 
 def test_data_files_are_the_tables_files_or_none(spark, tmp_path: Path) -> None:

@@ -112,16 +112,16 @@ TABLES = (COUNTS,)
 """
 
 EXTRA_JOB = """
+from bronze.tables import BRONZE_IMAGES
+from common.lake import ensure_table, table
 from common.layers import Layer
-from common.spark import ensure_table
 from extra_layer.tables import COUNTS
 
 
 def count(spark, config, run):
-    location = ensure_table(spark, COUNTS, config.lakehouse)
-    images = spark.read.format("delta").load(f"{config.lakehouse}/bronze/images").count()
-    spark.createDataFrame([(images,)], COUNTS.schema).write.format("delta").mode(
-        "append").save(location)
+    counts = ensure_table(spark, COUNTS, config.lakehouse)
+    images = table(spark, BRONZE_IMAGES, config.lakehouse).read().count()
+    counts.append(spark.createDataFrame([(images,)], COUNTS.schema))
     run.rows_out = images
     run.details["seen_by"] = "extra"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from common.spark import ensure_table, local_frame
+from common.lake import ensure_table
+from common.spark import local_frame
 from common.sql import spark_message, sql_string, write_init
 from common.tables import OPS_RUNS
 from tests.conftest import make_config
@@ -14,7 +15,7 @@ from tests.conftest import make_config
 def test_the_registration_sql_escapes_awkward_paths(spark, lakehouse: Path) -> None:
     folder = lakehouse.parent / "it's a \\ $HOME ü lake"
     config = make_config(folder)
-    location = ensure_table(spark, OPS_RUNS, config.lakehouse)
+    location = ensure_table(spark, OPS_RUNS, config.lakehouse).location
     now = datetime.now(timezone.utc)
     row = ("gold", "run-1", "succeeded", now, now, 1.0, 1, 1, 0, 0, None, None, "app", "{}", None)
     local_frame(spark, [row], OPS_RUNS.schema).write.format("delta").mode("append").save(location)

@@ -113,10 +113,10 @@ def test_imagenet_offline_without_cache_says_how_to_provide_it(tmp_path: Path, m
 def test_gold_constraints_reject_a_wrong_vector(spark, lakehouse: Path, tmp_path: Path) -> None:
     from datetime import datetime, timezone
 
-    from common.spark import ensure_table
+    from common.lake import ensure_table
     from gold.tables import GOLD_FEATURES
 
-    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
+    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse)).location
     bad = spark.createDataFrame(
         [("file:/x/a.jpg", "a", "h", [0.0] * 1279, "m", "r", datetime.now(timezone.utc))],
         GOLD_FEATURES.schema,

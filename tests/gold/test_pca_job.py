@@ -11,7 +11,7 @@ from delta.tables import DeltaTable
 from PIL import Image
 from pyspark.sql import functions as F
 
-from common.spark import ensure_table
+from common.lake import ensure_table
 from gold.pca import choose_k
 from gold.pca_job import main as pca_main
 from gold.tables import GOLD_FEATURES
@@ -30,7 +30,7 @@ def structured_features(rows: int, seed: int = 0) -> np.ndarray:
 
 
 def write_gold(spark, lakehouse: Path, features: np.ndarray, start: int = 0) -> list[str]:
-    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
+    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse)).location
     now = datetime.now(timezone.utc)
     paths = [f"file:/photos/L{(start + i) % 3}/img{start + i}.jpg" for i in range(len(features))]
     rows = [(p, f"L{(start + i) % 3}", f"h{start + i}", [float(v) for v in f], "m", "r", now)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.spark import ensure_table
+from common.lake import ensure_table, table
 from gold.classifier import prepare
 from gold.predict import serving_state
 from gold.predict_job import main as predict_main
@@ -37,7 +37,7 @@ def gold_rows(spark, lakehouse: Path, labels: list[str], start: int, folder: str
     """Gold rows near one of five well-apart centres each; returns path -> label."""
     rng = np.random.default_rng(start)
     centres = np.random.default_rng(99).random((5, 1280)) * 2
-    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
+    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse)).location
     now = datetime.now(timezone.utc)
     rows, paths = [], {}
     for i, label in enumerate(labels):
@@ -228,12 +228,13 @@ def test_views_of_real_photos_come_from_silver_through_golds_engine(
         view_maker(config, views, "mobilenet@sha256:another", "tflite")
     maker = view_maker(config, views, identity, "tflite")
     # No silver table yet: every photo without views.
-    assert {r["views"] for r in with_view_features(spark, str(lakehouse), maker, frame)
+    silver_table = table(spark, SILVER_IMAGES, str(lakehouse))
+    assert {r["views"] for r in with_view_features(silver_table, maker, frame)
             .select("views").collect()} == {None}
     spark.createDataFrame(silver, SILVER_IMAGES.schema).write.format("delta").mode(
-        "append").save(str(ensure_table(spark, SILVER_IMAGES, str(lakehouse))))
+        "append").save(ensure_table(spark, SILVER_IMAGES, str(lakehouse)).location)
     rows = {(r["path"], r["content_hash"]): r for r in
-            with_view_features(spark, str(lakehouse), maker, frame).collect()}
+            with_view_features(silver_table, maker, frame).collect()}
     engine = build_engine(maker.payload, 1)
     assert len(rows) == 5
     for path in photos:

@@ -59,10 +59,10 @@ def test_workers_write_only_the_products_own_table(spark, lakehouse: Path,
                                                    tmp_path: Path) -> None:
     """A gold table with a rule of its user (here a constraint) is written by Spark's
     Delta writer, which applies it: auto picks Spark, an explicit workers stops."""
-    from common.spark import ensure_table
+    from common.lake import ensure_table
     from gold.tables import GOLD_FEATURES
 
-    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse))
+    location = ensure_table(spark, GOLD_FEATURES, str(lakehouse)).location
     commit, why = open_commit(spark, location)
     assert commit is not None and why == ""
     spark.sql(f"ALTER TABLE delta.`{location}` ADD CONSTRAINT known_label CHECK "
