@@ -10,15 +10,22 @@ instead of a Spark query (the latest version, a table's properties and files, th
 appended since a version; ``make delta-bench`` measures both routes). With a Delta
 release that module was not tested with, it answers None and the public route is taken.
 
-Tables are addressed by path. Each session also registers them by name in Spark's
-in-memory catalog (:func:`register_tables`: ``bronze.images`` -> its path) for SQL; a
-persistent catalog (Glue, a Hive metastore) would change :meth:`Table._delta` and
-:meth:`Table.read` only.
+Where a table is named: with Spark's in-memory catalog (the default) every session
+registers the tables it finds by name (:func:`register_tables`: ``bronze.images`` -> its
+path) for SQL, and jobs address tables by path, since one process may serve several
+lakehouses. With a persistent catalog configured (``spark.sql.catalogImplementation``
+``hive``: a Hive metastore, or AWS Glue through its Hive client on EMR, given in
+``spark.extra``), the names outlive the session: each table is registered there once,
+as an external table at its lakehouse path, and jobs read, write, merge and delete it
+by name (:attr:`Table.by_name`). A name the catalog already gives to a table elsewhere
+stops the job before it writes anything (:class:`LakehouseError`). The log routes read
+the same table's log at its path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,11 +58,13 @@ class LakehouseError(RuntimeError):
 
 @dataclass(frozen=True)
 class Table:
-    """One Delta table: where it is and, for the product's tables, what it is."""
+    """One Delta table: where it is and, for the product's tables, what it is; addressed
+    by its name in a persistent catalog when ``by_name`` (see the module's docstring)."""
 
     spark: SparkSession
     location: str
     spec: TableSpec | None = None
+    by_name: bool = False
 
     @property
     def name(self) -> str:
@@ -64,6 +73,8 @@ class Table:
     def _delta(self):  # noqa: ANN202 - delta.tables.DeltaTable, imported late
         from delta.tables import DeltaTable
 
+        if self.by_name:
+            return DeltaTable.forName(self.spark, self.name)
         return DeltaTable.forPath(self.spark, self.location)
 
     # --- What it is ----------------------------------------------------------------------
@@ -105,6 +116,9 @@ class Table:
 
     def read(self, version: int | None = None) -> DataFrame:
         """Its rows, as of ``version`` when given."""
+        if self.by_name:  # the name is one of the product's constants (TableSpec.name)
+            as_of = f" VERSION AS OF {int(version)}" if version is not None else ""
+            return self.spark.sql(f"SELECT * FROM {self.name}{as_of}")
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
@@ -140,7 +154,10 @@ class Table:
         writer = rows.write.format("delta").mode("append")
         if metadata:
             writer = writer.option("userMetadata", metadata)
-        writer.save(self.location)
+        if self.by_name:
+            writer.saveAsTable(self.name)
+        else:
+            writer.save(self.location)
 
     def merge(self, source: DataFrame, condition: Column | str) -> Any:
         """A ``MERGE`` of ``source`` (alias ``s``) into this table (alias ``t``): Delta's
@@ -165,9 +182,24 @@ class Table:
         return matching
 
 
+def named_catalog(spark: SparkSession) -> bool:
+    """Whether the session's catalog is a persistent one (a Hive metastore or Glue),
+    whose names the product's tables are addressed by."""
+    return spark.sparkContext.getConf().get(
+        "spark.sql.catalogImplementation", "in-memory") == "hive"
+
+
 def table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> Table:
-    """``spec``'s table under ``lakehouse`` (it may not exist yet: :meth:`Table.exists`)."""
-    return Table(spark, spec.location(lakehouse), spec)
+    """``spec``'s table under ``lakehouse`` (it may not exist yet: :meth:`Table.exists`).
+
+    With a persistent catalog, an existing table is registered there (once) and
+    addressed by name; a table not made yet is addressed by name once
+    :func:`ensure_table` has made it."""
+    found = Table(spark, spec.location(lakehouse), spec)
+    if named_catalog(spark) and found.exists():
+        register_table(spark, spec, found.location)
+        return dataclasses.replace(found, by_name=True)
+    return found
 
 
 def upstream(spark: SparkSession, spec: TableSpec, lakehouse: str, remedy: str) -> Table:
@@ -192,10 +224,46 @@ def register_tables(spark: SparkSession, lakehouse: str) -> list[str]:
 
 
 def register_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
+    """Name the table at ``location`` ``spec.name`` in the session's catalog. A
+    persistent catalog is asked once per process and table; a name it gives to a table
+    elsewhere raises :class:`LakehouseError`."""
+    named = named_catalog(spark)
+    if named and (spec.name, location) in _REGISTERED:
+        return
     # Database names come from our own constants, never from user input.
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.database}")
     if not spark.catalog.tableExists(spec.name):
         spark.catalog.createTable(spec.name, path=location, source="delta")
+    elif named:
+        _check_catalog_location(spark, spec, location)
+    if named:
+        _REGISTERED.add((spec.name, location))
+
+
+# (name, location) of the tables this process found or registered in a persistent catalog.
+_REGISTERED: set[tuple[str, str]] = set()
+
+
+def _check_catalog_location(spark: SparkSession, spec: TableSpec, location: str) -> None:
+    """Refuse a catalog that names another table ``spec.name`` (another lakehouse's)."""
+    if not spark.catalog.tableExists(spec.name):
+        return
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {spec.name}").collect()
+    found = next((r.data_type for r in rows if r.col_name == "Location"), None)
+    if found is not None and _place(found) != _place(location):
+        raise LakehouseError(
+            f"the catalog's {spec.name} is the table at {_place(found)}, not this lakehouse's "
+            f"{location}; stopped before writing anything. Use the lakehouse the catalog "
+            f"names, another metastore, or DROP TABLE {spec.name} in the catalog (an "
+            "external table: its files stay).")
+
+
+def _place(location: str) -> str:
+    """A location without its ``file:`` scheme and trailing slash, for comparison."""
+    text = location.rstrip("/")
+    if text.startswith("file:"):
+        text = "/" + text.removeprefix("file:").lstrip("/")
+    return text
 
 
 def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> Table:
@@ -206,11 +274,14 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> Table:
     never overwrites what it did not write.
     """
     location = spec.location(lakehouse)
+    named = named_catalog(spark)
+    if named:  # before anything is created or written
+        _check_catalog_location(spark, spec, location)
     if not is_delta_table(spark, location):
         with _creation_lock(lakehouse):
             if not is_delta_table(spark, location):  # not made while we waited
                 _create_table(spark, spec, location)
-                return Table(spark, location, spec)
+                return Table(spark, location, spec, by_name=named)
     try:
         existing = Table(spark, location, spec).read().schema
     except Exception as exc:  # noqa: BLE001 - any read failure means corrupt
@@ -227,7 +298,9 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> Table:
             "refusing to overwrite it. Point --lakehouse elsewhere or move it aside."
         )
     _check_properties(spark, spec, location)
-    return Table(spark, location, spec)
+    if named:
+        register_table(spark, spec, location)
+    return Table(spark, location, spec, by_name=named)
 
 
 def _check_properties(spark: SparkSession, spec: TableSpec, location: str) -> None:
