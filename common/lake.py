@@ -235,7 +235,7 @@ def register_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
     if not spark.catalog.tableExists(spec.name):
         spark.catalog.createTable(spec.name, path=location, source="delta")
     elif named:
-        _check_catalog_location(spark, spec, location)
+        _check_same_location(spark, spec, location)
     if named:
         _REGISTERED.add((spec.name, location))
 
@@ -244,10 +244,9 @@ def register_table(spark: SparkSession, spec: TableSpec, location: str) -> None:
 _REGISTERED: set[tuple[str, str]] = set()
 
 
-def _check_catalog_location(spark: SparkSession, spec: TableSpec, location: str) -> None:
-    """Refuse a catalog that names another table ``spec.name`` (another lakehouse's)."""
-    if not spark.catalog.tableExists(spec.name):
-        return
+def _check_same_location(spark: SparkSession, spec: TableSpec, location: str) -> None:
+    """Refuse a catalog whose ``spec.name`` (which exists) is a table elsewhere (another
+    lakehouse's)."""
     rows = spark.sql(f"DESCRIBE TABLE EXTENDED {spec.name}").collect()
     found = next((r.data_type for r in rows if r.col_name == "Location"), None)
     if found is not None and _place(found) != _place(location):
@@ -275,8 +274,9 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse: str) -> Table:
     """
     location = spec.location(lakehouse)
     named = named_catalog(spark)
-    if named:  # before anything is created or written
-        _check_catalog_location(spark, spec, location)
+    if (named and (spec.name, location) not in _REGISTERED  # before anything is written
+            and spark.catalog.tableExists(spec.name)):
+        _check_same_location(spark, spec, location)
     if not is_delta_table(spark, location):
         with _creation_lock(lakehouse):
             if not is_delta_table(spark, location):  # not made while we waited
